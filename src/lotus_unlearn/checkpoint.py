@@ -1,0 +1,116 @@
+"""Checkpoints: safetensors weights plus a JSON sidecar (architecture, config, seed, versions, data hash).
+
+Never unpickles arbitrary objects: `.pt`/`.pth` files load with `torch.load(weights_only=True)`, and a file
+that would run code is refused with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from lotus_unlearn.errors import UserError
+from lotus_unlearn.models import create_model
+from lotus_unlearn.utils import atomic_path, provenance, state_dict_hash, write_json_atomic
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write `path` (safetensors) and its JSON sidecar atomically; returns the weights path."""
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
+    info = {
+        "model": getattr(model, "lotus_spec", None),
+        "weights_sha256": state_dict_hash(model),
+        "versions": provenance(),
+        **(meta or {}),
+    }
+    write_json_atomic(sidecar_path(path), info)
+    return path
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    side = sidecar_path(path)
+    if not side.is_file():
+        return {}
+    try:
+        return json.loads(side.read_text())
+    except ValueError as exc:
+        raise UserError(f"checkpoint sidecar {side} is not valid JSON ({exc}); restore or delete it") from exc
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Weights from a safetensors file or a weights-only torch file; one clear line for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; pass the path of a .safetensors or .pt file")
+    if path.suffix not in TORCH_SUFFIXES:
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UserError(f"checkpoint {path} is not a readable safetensors file ({exc}); is it corrupt?") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(
+            f"refused to load {path}: it holds pickled objects beyond tensors, which could run code; "
+            "save a plain state_dict or safetensors file"
+        ) from exc
+    except Exception as exc:  # torch raises several types for truncated/corrupt archives
+        raise UserError(f"checkpoint {path} is corrupt or not a torch file ({type(exc).__name__}); re-save it") from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"checkpoint {path} is not a state_dict of tensors; save model.state_dict()")
+    return obj
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:
+    """Load weights strictly; a mismatch is one line naming the first mismatched tensor."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    if missing or extra:
+        which = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
+        raise UserError(
+            f"{source} does not fit the model: {which} ({len(missing)} missing, {len(extra)} unexpected tensors); "
+            "check --model and its arguments"
+        )
+    for k, v in own.items():
+        if v.shape != state[k].shape:
+            raise UserError(
+                f"{source} does not fit the model: tensor {k!r} has shape {tuple(state[k].shape)}, the model expects "
+                f"{tuple(v.shape)}; check the model and the number of classes"
+            )
+    model.load_state_dict(state)
+    return model
+
+
+def load_checkpoint(
+    path: str | Path, model: nn.Module | None = None, **model_kwargs: Any
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a checkpoint into `model`, or into a model rebuilt from the sidecar (`model_kwargs` override it)."""
+    state = load_state_dict(path)
+    meta = read_meta(path)
+    if model is None:
+        spec = meta.get("model") or {}
+        name = model_kwargs.pop("name", None) or spec.get("name")
+        if not name:
+            raise UserError(f"checkpoint {path} has no sidecar naming its architecture; pass --model NAME")
+        kwargs = {**spec.get("kwargs", {}), **model_kwargs}
+        model = create_model(name, **kwargs)
+    return load_weights(model, state, f"checkpoint {Path(path).name}"), meta

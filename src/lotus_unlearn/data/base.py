@@ -1,0 +1,196 @@
+"""In-memory image data with stable sample ids, whole-batch augmentation and one batching function.
+
+Data that fits in memory (Fashion-MNIST, digits, CIFAR) is kept as one tensor; batches are cut from it with
+tensor indexing and augmented with tensor operations, so the loader never limits training speed. Any other
+`torch.utils.data.Dataset` yielding `(x, y)` (or a DataLoader over one) goes through the same `batches()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from lotus_unlearn.errors import UserError
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Train-time augmentation applied to a whole normalised batch: random crop with zero padding, h-flip."""
+
+    crop_padding: int = 0
+    flip: bool = False
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        n, _, h, w = x.shape
+        if self.flip:
+            flip = torch.rand(n, generator=generator) < 0.5
+            x = torch.where(flip.view(n, 1, 1, 1).to(x.device), x.flip(3), x)
+        p = self.crop_padding
+        if p > 0:
+            padded = F.pad(x, (p, p, p, p))
+            dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
+            dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
+            rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+            cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+            idx_n = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+            idx_c = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+            x = padded[idx_n, idx_c, rows, cols]
+        return x
+
+    @property
+    def active(self) -> bool:
+        return self.flip or self.crop_padding > 0
+
+
+class TensorData(Dataset):
+    """Images (N, C, H, W; uint8 in [0, 255] or float), int64 labels and stable int64 sample ids.
+
+    Normalisation `(x / 255 - mean) / std` (uint8) or `(x - mean) / std` (float) happens per batch.
+    `augment` is the train-time augmentation methods use when their `augment` option is on.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        ids: torch.Tensor | None = None,
+        *,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        augment: Augment | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> None:
+        if images.ndim != 4:
+            raise UserError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+        if len(images) != len(labels):
+            raise UserError(f"images and labels differ in length: {len(images)} vs {len(labels)}")
+        self.images = images
+        self.labels = labels.long()
+        self.ids = torch.arange(len(labels)) if ids is None else ids.long()
+        c = images.shape[1]
+        self.mean = torch.tensor(mean if mean is not None else [0.0] * c, dtype=torch.float32).view(1, c, 1, 1)
+        self.std = torch.tensor(std if std is not None else [1.0] * c, dtype=torch.float32).view(1, c, 1, 1)
+        self.augment = augment
+        self.classes = list(classes) if classes is not None else None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.normalized(torch.tensor([i]))[0], self.labels[i]
+
+    def normalized(self, index: torch.Tensor) -> torch.Tensor:
+        x = self.images[index]
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        return (x - self.mean) / self.std
+
+    def subset(self, positions: torch.Tensor | Sequence[int]) -> TensorData:
+        pos = torch.as_tensor(positions, dtype=torch.long)
+        return TensorData(
+            self.images[pos],
+            self.labels[pos],
+            self.ids[pos],
+            mean=self.mean.flatten().tolist(),
+            std=self.std.flatten().tolist(),
+            augment=self.augment,
+            classes=self.classes,
+        )
+
+    def select_ids(self, ids: torch.Tensor | Sequence[int]) -> TensorData:
+        """The samples with these ids, in the given order."""
+        pos_of = {int(i): p for p, i in enumerate(self.ids.tolist())}
+        return self.subset([pos_of[int(i)] for i in ids])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes) if self.classes else int(self.labels.max()) + 1
+
+
+def concat(parts: Sequence[Dataset]) -> Dataset:
+    """Concatenate datasets; stays a TensorData (fast path) when every part is one with equal normalisation."""
+    if all(isinstance(p, TensorData) for p in parts):
+        first = parts[0]
+        if all(torch.equal(p.mean, first.mean) and torch.equal(p.std, first.std) for p in parts):
+            return TensorData(
+                torch.cat([p.images for p in parts]),
+                torch.cat([p.labels for p in parts]),
+                torch.cat([p.ids for p in parts]),
+                mean=first.mean.flatten().tolist(),
+                std=first.std.flatten().tolist(),
+                augment=first.augment,
+                classes=first.classes,
+            )
+    return ConcatDataset(list(parts))
+
+
+def as_dataset(data: Dataset | DataLoader, name: str = "data") -> Dataset:
+    """Accept a Dataset or a DataLoader over one; refuse empty data with a line naming it."""
+    ds = data.dataset if isinstance(data, DataLoader) else data
+    if not hasattr(ds, "__len__") or not hasattr(ds, "__getitem__"):
+        raise UserError(f"{name} must be a map-style torch Dataset yielding (x, y) or a DataLoader over one")
+    if len(ds) == 0:
+        raise UserError(f"{name} is empty; pass at least one sample")
+    return ds
+
+
+def labels_of(data: Dataset) -> torch.Tensor:
+    """All labels of a dataset (fast for TensorData, one pass otherwise)."""
+    if isinstance(data, TensorData):
+        return data.labels
+    return torch.as_tensor([int(data[i][1]) for i in range(len(data))], dtype=torch.long)
+
+
+class _Indexed(Dataset):
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        x, y = self.data[i][:2]
+        return x, torch.as_tensor(y), i
+
+
+def batches(
+    data: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    augment: Augment | None = None,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield `(x, y, positions)` batches: normalised inputs on `device`, labels, and positions in `data`."""
+    n = len(data)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    device = torch.device(device)
+    non_blocking = device.type == "cuda"
+    if isinstance(data, TensorData):
+        for start in range(0, n, batch_size):
+            pos = order[start : start + batch_size]
+            x = data.normalized(pos)
+            if non_blocking:
+                x = x.pin_memory()
+            x = x.to(device, non_blocking=non_blocking)
+            if augment is not None and augment.active:
+                x = augment(x, generator)
+            yield x, data.labels[pos].to(device, non_blocking=non_blocking), pos
+        return
+    loader = DataLoader(
+        _Indexed(data),
+        batch_size=batch_size,
+        sampler=order.tolist(),
+        num_workers=num_workers,
+        pin_memory=non_blocking,
+    )
+    for x, y, pos in loader:
+        x = x.to(device, non_blocking=non_blocking).float()
+        if augment is not None and augment.active:
+            x = augment(x, generator)
+        yield x, y.long().to(device, non_blocking=non_blocking), pos

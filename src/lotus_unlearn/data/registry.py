@@ -1,0 +1,104 @@
+"""Datasets by name. Each loader returns a `DatasetBundle` with stable sample ids.
+
+The official test set is split 50/50, stratified and seeded, into validation and test (spec §3.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lotus_unlearn.data.base import TensorData
+from lotus_unlearn.errors import UserError
+
+DATASETS: dict[str, Callable[..., DatasetBundle]] = {}
+
+
+@dataclass
+class DatasetBundle:
+    """A dataset's train / val / test splits and its facts."""
+
+    name: str
+    train: TensorData
+    val: TensorData
+    test: TensorData
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train.images.shape[-1])
+
+    def class_index(self, name_or_index: str | int) -> int:
+        """A class given by index or by name (case-insensitive)."""
+        text = str(name_or_index).strip()
+        if text.lstrip("-").isdigit():
+            k = int(text)
+            if not 0 <= k < self.num_classes:
+                raise UserError(
+                    f"forget class {k} does not exist in {self.name}; pass 0..{self.num_classes - 1} or a name"
+                )
+            return k
+        lowered = [c.lower() for c in self.classes]
+        if text.lower() not in lowered:
+            raise UserError(
+                f"forget class {text!r} does not exist in {self.name}; known classes: {', '.join(self.classes)}"
+            )
+        return lowered.index(text.lower())
+
+
+def register_dataset(name: str) -> Callable:
+    def wrap(fn: Callable[..., DatasetBundle]) -> Callable[..., DatasetBundle]:
+        DATASETS[name] = fn
+        return fn
+
+    return wrap
+
+
+def load_dataset(
+    name: str, *, root: str | Path | None = None, seed: int = 0, train_size: int | None = None
+) -> DatasetBundle:
+    """Load a registered dataset; `train_size` keeps a seeded stratified subset of the training set."""
+    key = name.lower().replace("_", "-")
+    if key not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
+    bundle = DATASETS[key](root=root, seed=seed)
+    if train_size is not None and train_size < len(bundle.train):
+        if train_size <= 0:
+            raise UserError(f"train_size must be positive, got {train_size}")
+        keep = stratified_subset(bundle.train.labels, train_size, seed)
+        bundle.train = bundle.train.subset(torch.as_tensor(np.sort(keep)))
+    return bundle
+
+
+def stratified_subset(labels: torch.Tensor, size: int, seed: int) -> np.ndarray:
+    """Positions of a seeded subset of `size` samples with the class mix of `labels`."""
+    y = labels.numpy()
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    quota = np.floor(counts / counts.sum() * size).astype(int)
+    # hand out the remainder to the classes with the largest fractional parts
+    rest = size - quota.sum()
+    frac = counts / counts.sum() * size - quota
+    quota[np.argsort(-frac)[:rest]] += 1
+    picked = [rng.permutation(np.flatnonzero(y == c))[:q] for c, q in zip(classes, quota, strict=False)]
+    return np.concatenate(picked)
+
+
+def split_val_test(data: TensorData, seed: int) -> tuple[TensorData, TensorData]:
+    """Split held-out data 50/50, stratified by class and seeded, into (val, test)."""
+    val_pos = np.sort(stratified_subset(data.labels, len(data) // 2, seed))
+    mask = np.ones(len(data), dtype=bool)
+    mask[val_pos] = False
+    return data.subset(torch.as_tensor(val_pos)), data.subset(torch.as_tensor(np.flatnonzero(mask)))

@@ -1,0 +1,28 @@
+"""Unlearning methods behind one registry: `METHODS[name]`, `unlearn(model, forget, retain, val, method=...)`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+
+from lotus_unlearn.errors import UserError
+from lotus_unlearn.methods import lotus  # noqa: F401  (each module registers its method)
+from lotus_unlearn.methods.base import METHODS, Config, Context, Method, UnlearnResult, register
+
+
+def get_method(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise UserError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def unlearn(
+    model: nn.Module, forget: Any, retain: Any, val: Any = None, method: str = "lotus", **hparams: Any
+) -> UnlearnResult:
+    """Return an unlearned copy of `model` (never modified). forget/retain/val: Datasets yielding (x, y) or
+    DataLoaders over them. Unknown hyper-parameter names raise a ValueError that names them."""
+    return get_method(method)(**hparams).unlearn(model, forget, retain, val)
+
+
+__all__ = ["METHODS", "Config", "Context", "Method", "UnlearnResult", "get_method", "register", "unlearn"]

@@ -1,0 +1,305 @@
+"""What every unlearning method shares: config validation, the run wrapper, optimizer factory, and the
+step / epoch building blocks. A method module defines a Config dataclass and a `run(ctx)` that composes these.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches
+from lotus_unlearn.errors import UnlearningFailed, UserError
+from lotus_unlearn.utils import autocast, resolve_device, seed_everything
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: add a method to `METHODS` under `cls.name`."""
+    if cls.name in METHODS:
+        raise ValueError(f"method {cls.name!r} is registered twice")
+    METHODS[cls.name] = cls
+    return cls
+
+
+@dataclass
+class Config:
+    """Hyper-parameters every method accepts. Methods subclass this and change defaults / add fields."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    optimizer: str = "sgd"
+    seed: int = 0
+    device: str = "auto"
+    augment: bool = True
+    amp: bool | None = None
+    eval_batch_size: int = 1024
+
+
+@dataclass
+class UnlearnResult:
+    """The unlearned copy of the model and how it was made."""
+
+    model: nn.Module
+    method: str
+    hparams: dict[str, Any]
+    seconds: float
+    epochs_run: int
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    """What `Method.run` works on. `model` is a private copy; `original` is a frozen copy of the input."""
+
+    model: nn.Module
+    original: nn.Module
+    forget: Dataset
+    retain: Dataset
+    val: Dataset | None
+    cfg: Any
+    device: torch.device
+    generator: torch.Generator  # CPU: data order and augmentation
+    noise: torch.Generator  # on `device`: random targets and noise
+    num_classes: int
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def augment(self) -> Augment | None:
+        aug = getattr(self.forget, "augment", None) if isinstance(self.forget, TensorData) else None
+        return aug if self.cfg.augment else None
+
+    def batches(
+        self, data: Dataset, *, shuffle: bool = True, augment: bool = True
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Training (shuffled, augmented) or evaluation batches of `data` on the method's device."""
+        return batches(
+            data,
+            self.cfg.batch_size if shuffle else self.cfg.eval_batch_size,
+            shuffle=shuffle,
+            generator=self.generator,
+            augment=self.augment if augment else None,
+            device=self.device,
+        )
+
+    def autocast(self) -> Any:
+        return autocast(self.device, self.cfg.amp)
+
+
+def _coerce(name: str, value: Any, typ: Any) -> Any:
+    """Convert CLI strings (and ints for floats) to the field's type; one clear error otherwise."""
+    origin = typing.get_origin(typ)
+    options = typing.get_args(typ) if origin in (typing.Union, types.UnionType) else (typ,)
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+        if type(None) in options:
+            return None
+        raise UserError(f"hyper-parameter {name} cannot be None; pass a {typ}")
+    for opt in options:
+        if opt is type(None):
+            continue
+        try:
+            if opt is bool:
+                if isinstance(value, bool):
+                    return value
+                if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+                    return value.lower() in ("true", "1", "yes")
+                raise ValueError
+            if opt is int:
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError
+                return int(value)
+            if opt is float:
+                if isinstance(value, bool):
+                    raise ValueError
+                out = float(value)
+                if not math.isfinite(out):
+                    raise ValueError
+                return out
+            if opt is str:
+                return str(value)
+        except (TypeError, ValueError):
+            continue
+    raise UserError(f"hyper-parameter {name}={value!r} is not a valid {typ}; pass a value of that type")
+
+
+def build_config(cfg_cls: type, hparams: dict[str, Any], method: str) -> Any:
+    """Validate hyper-parameter names and types against the method's Config dataclass."""
+    fields = {f.name: f for f in dataclasses.fields(cfg_cls)}
+    unknown = sorted(set(hparams) - set(fields))
+    if unknown:
+        raise UserError(
+            f"unknown hyper-parameter(s) {', '.join(unknown)} for method {method!r}; accepted: {', '.join(fields)}"
+        )
+    hints = typing.get_type_hints(cfg_cls)
+    values = {k: _coerce(k, v, hints[k]) for k, v in hparams.items()}
+    cfg = cfg_cls(**values)
+    for k in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(cfg, k) < (0 if k == "epochs" else 1):
+            raise UserError(f"hyper-parameter {k} must be positive, got {getattr(cfg, k)}")
+    if cfg.lr < 0 or cfg.weight_decay < 0:
+        raise UserError("hyper-parameters lr and weight_decay must be >= 0")
+    return cfg
+
+
+class Method:
+    """Base class: subclasses set the class attributes and implement `run(ctx) -> epochs_run`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]  # one line for `lotus-unlearn methods`
+    citation: ClassVar[str]
+    Config: ClassVar[type] = Config
+    notes: ClassVar[str] = ""  # where the LoTUS paper's setting differs from the defaults
+
+    def __init__(self, **hparams: Any) -> None:
+        self.cfg = build_config(self.Config, hparams, self.name)
+
+    def run(self, ctx: Context) -> int:
+        raise NotImplementedError
+
+    def unlearn(self, model: nn.Module, forget: Any, retain: Any, val: Any = None) -> UnlearnResult:
+        """Return an unlearned copy of `model`; `model` itself is never modified."""
+        start = time.perf_counter()
+        ctx = make_context(model, forget, retain, val, self.cfg)
+        epochs = self.run(ctx)
+        ctx.model.eval()
+        seconds = time.perf_counter() - start
+        return UnlearnResult(ctx.model, self.name, dataclasses.asdict(self.cfg), seconds, epochs, ctx.log)
+
+
+def make_context(model: nn.Module, forget: Any, retain: Any, val: Any, cfg: Config) -> Context:
+    """Seed, pick the device, copy the model and freeze a teacher copy: the start of every method and of training."""
+    forget_ds = as_dataset(forget, "forget set")
+    retain_ds = as_dataset(retain, "retain set")
+    val_ds = as_dataset(val, "validation set") if val is not None else None
+    device = resolve_device(cfg.device)
+    generator = seed_everything(cfg.seed)
+    work = copy.deepcopy(model).to(device)
+    return Context(
+        model=work,
+        original=frozen_copy(model).to(device),
+        forget=forget_ds,
+        retain=retain_ds,
+        val=val_ds,
+        cfg=cfg,
+        device=device,
+        generator=generator,
+        noise=torch.Generator(device=device).manual_seed(cfg.seed + 1),
+        num_classes=infer_num_classes(work, forget_ds),
+    )
+
+
+def infer_num_classes(model: nn.Module, data: Dataset) -> int:
+    """Classes = the size of the model's last linear layer (labels can miss classes)."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if last:
+        return last[-1].out_features
+    if isinstance(data, TensorData):
+        return data.num_classes
+    raise UserError("cannot tell the number of classes: the model has no final nn.Linear layer")
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy in eval mode with gradients off: a teacher that can never be updated."""
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def make_optimizer(params: Iterable[nn.Parameter], cfg: Config) -> torch.optim.Optimizer:
+    """The one optimizer factory: sgd (with momentum), adam or adamw, with the config's lr and weight decay."""
+    name = cfg.optimizer.lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise UserError(f"optimizer {cfg.optimizer!r} is unknown; pass sgd, adam or adamw")
+
+
+def check_finite(loss: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(loss):
+        raise UnlearningFailed(f"the loss became {loss.item()} during {where}; lower lr (the input model is untouched)")
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def step(
+    ctx: Context, optimizer: torch.optim.Optimizer, loss: torch.Tensor, where: str, clip: float | None = None
+) -> float:
+    """One optimisation step on `loss`; refuses a non-finite loss."""
+    check_finite(loss, where)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def run_epoch(
+    ctx: Context,
+    data: Dataset,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    where: str,
+    clip: float | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> float:
+    """One shuffled pass over `data`: for each batch, `loss_fn(x, y, positions)` then a step. Mean loss."""
+    ctx.model.train()
+    total, count = 0.0, 0
+    for x, y, pos in ctx.batches(data):
+        with ctx.autocast():
+            loss = loss_fn(x, y, pos)
+        total += step(ctx, optimizer, loss, where, clip) * len(y)
+        count += len(y)
+        if scheduler is not None:
+            scheduler.step()
+    return total / max(count, 1)
+
+
+@torch.inference_mode()
+def accuracy(ctx: Context, model: nn.Module, data: Dataset) -> float:
+    """Top-1 accuracy of `model` on `data` (eval mode, eval transforms)."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for x, y, _ in ctx.batches(data, shuffle=False, augment=False):
+        with ctx.autocast():
+            correct += int((model(x).argmax(1) == y).sum())
+    model.train(was_training)
+    return correct / len(data)
+
+
+def cross_entropy(ctx: Context) -> LossFn:
+    """Plain CE on the true labels of the batch."""
+    return lambda x, y, _pos: F.cross_entropy(ctx.model(x).float(), y)
+
+
+def random_subset(data: Dataset, fraction: float, generator: torch.Generator) -> Dataset:
+    """A seeded random subset of floor(fraction * len(data)) samples (at least one)."""
+    if not 0.0 < fraction <= 1.0:
+        raise UserError(f"retain_fraction must be in (0, 1], got {fraction}")
+    n = max(1, math.floor(fraction * len(data)))
+    pos = torch.randperm(len(data), generator=generator)[:n].sort().values
+    if isinstance(data, TensorData):
+        return data.subset(pos)
+    return torch.utils.data.Subset(data, pos.tolist())

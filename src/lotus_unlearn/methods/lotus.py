@@ -1,0 +1,163 @@
+"""LoTUS: Large-scale machine unlearning with a Taste of Uncertainty (Spartalis et al., CVPR 2025).
+
+Reads like spec §1.2. The model being unlearned (student) learns, on the forget set, temperature-smoothed
+Gumbel-softmax samples of the frozen original model (teacher), and on a random retain subset the teacher's
+one-hot Gumbel sample. The temperature tau = exp(alpha * (acc_forget - a_ref)) is recomputed before each epoch;
+training stops once forget accuracy has dropped a point below a_ref, the original's accuracy on unseen data.
+Ground-truth labels enter only through the two accuracies.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from lotus_unlearn.data.base import concat
+from lotus_unlearn.errors import UserError
+from lotus_unlearn.methods.base import (
+    Config,
+    Context,
+    Method,
+    accuracy,
+    make_optimizer,
+    random_subset,
+    register,
+    step,
+)
+from lotus_unlearn.progress import track
+
+STOP_BELOW = -0.01  # stop once acc_forget - a_ref <= -1 point
+EPS = 1e-9  # so that e.g. 0.10 - 0.11 counts as -0.01 in floating point
+
+
+def temperature(acc_diff: float, alpha: float) -> float:
+    """tau = exp(alpha * acc_diff) (spec §1.2)."""
+    return math.exp(alpha * acc_diff)
+
+
+def should_stop(acc_diff: float) -> bool:
+    """The stop rule: forget accuracy has dropped at least one point below the reference."""
+    return acc_diff <= STOP_BELOW + EPS
+
+
+def gumbel(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard Gumbel(0, 1) noise, -log(-log U)."""
+    u = torch.rand(shape, generator=generator, device=device)
+    tiny = torch.finfo(u.dtype).tiny
+    return -torch.log(-torch.log(u.clamp(tiny, 1.0 - 1e-7)))
+
+
+def targets(
+    teacher_logits: torch.Tensor,
+    is_forget: torch.Tensor,
+    tau: float,
+    generator: torch.Generator | None = None,
+    retain_target: str = "gumbel",
+) -> torch.Tensor:
+    """(N, C) targets, rows summing to 1: softmax((z + g) / tau) on forget rows (flag 1), one-hot of
+    argmax(z + g') on retain rows (flag 0), g and g' independent Gumbel noise; `retain_target="argmax"`
+    uses the teacher's plain argmax instead of the Gumbel sample. The generator must live on the logits' device.
+    """
+    if retain_target not in ("gumbel", "argmax"):
+        raise UserError(f"retain_target {retain_target!r} is unknown; pass gumbel or argmax")
+    if tau <= 0:
+        raise UserError(f"temperature tau must be > 0, got {tau}")
+    z = teacher_logits.float()
+    soft = torch.softmax((z + gumbel(z.shape, generator, z.device)) / tau, dim=1)
+    hard_logits = z + gumbel(z.shape, generator, z.device) if retain_target == "gumbel" else z
+    hard = F.one_hot(hard_logits.argmax(1), z.shape[1]).to(z.dtype)
+    return torch.where(is_forget.view(-1, 1).bool(), soft, hard)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mean over the batch of -sum_k target_k * log_softmax(logits)_k."""
+    return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+
+
+@dataclass
+class LotusConfig(Config):
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    optimizer: str = "adamw"
+    alpha: float = 2.0
+    retain_fraction: float = 0.3
+    a_ref: float | None = None  # None: acc(original, val); 0 for class-wise forgetting
+    retain_target: str = "gumbel"  # or "argmax"
+    round_acc: int | None = 2  # the reference rounds accuracies to 2 decimals; None keeps them exact
+    stop_at_chance: bool = False  # class-wise option: also stop once forget accuracy <= 1/K + 0.01
+    cache_teacher: bool = True  # without augmentation the teacher's logits are fixed: compute them once
+
+
+@register
+class Lotus(Method):
+    name = "lotus"
+    summary = "Gumbel-softmax distillation from the frozen original with an accuracy-driven temperature"
+    citation = "Spartalis et al., LoTUS: Large-Scale Machine Unlearning with a Taste of Uncertainty, CVPR 2025"
+    Config = LotusConfig
+    notes = "paper: alpha 8 (ResNet18 CIFAR-10), 2 (CIFAR-100, ViT), 32 class-wise; AdamW 1e-4, 10 epochs"
+
+    def run(self, ctx: Context) -> int:
+        cfg: LotusConfig = ctx.cfg
+        if cfg.retain_target not in ("gumbel", "argmax"):
+            raise UserError(f"retain_target {cfg.retain_target!r} is unknown; pass gumbel or argmax")
+
+        def rounded(acc: float) -> float:
+            return acc if cfg.round_acc is None else round(acc, cfg.round_acc)
+
+        if cfg.a_ref is not None:
+            a_ref = cfg.a_ref
+        elif ctx.val is not None:
+            a_ref = rounded(accuracy(ctx, ctx.original, ctx.val))
+        else:
+            raise UserError("LoTUS needs a_ref: pass a validation set (val=...) or a_ref=<accuracy on unseen data>")
+
+        subset = random_subset(ctx.retain, cfg.retain_fraction, ctx.generator)
+        union = concat([ctx.forget, subset])
+        n_forget = len(ctx.forget)
+        teacher_cache = None
+        if cfg.cache_teacher and ctx.augment is None:
+            teacher_cache = predict_logits(ctx, union)
+        optimizer = make_optimizer(ctx.model.parameters(), cfg)
+        chance = 1.0 / ctx.num_classes
+
+        epochs_run = 0
+        for epoch in track(range(cfg.epochs), "LoTUS epochs"):
+            t0 = time.perf_counter()
+            a_f = rounded(accuracy(ctx, ctx.model, ctx.forget))
+            d = a_f - a_ref
+            entry = {"epoch": epoch, "acc_forget": a_f, "a_ref": a_ref, "acc_diff": d}
+            if should_stop(d) or (cfg.stop_at_chance and a_f <= chance + 0.01):
+                ctx.log.append({**entry, "stopped": True})
+                break
+            tau = temperature(d, cfg.alpha)
+            ctx.model.train()
+            total, count = 0.0, 0
+            for x, _y, pos in ctx.batches(union):
+                with torch.no_grad(), ctx.autocast():
+                    z_t = teacher_cache[pos].to(ctx.device) if teacher_cache is not None else ctx.original(x)
+                target = targets(z_t, pos < n_forget, tau, ctx.noise, cfg.retain_target)
+                with ctx.autocast():
+                    z_u = ctx.model(x)
+                loss = soft_cross_entropy(z_u, target.to(ctx.device))
+                total += step(ctx, optimizer, loss, "LoTUS") * len(pos)
+                count += len(pos)
+            epochs_run += 1
+            ctx.log.append({**entry, "tau": tau, "loss": total / count, "seconds": time.perf_counter() - t0})
+        return epochs_run
+
+
+@torch.inference_mode()
+def predict_logits(ctx: Context, data: Dataset) -> torch.Tensor:
+    """The frozen teacher's logits for every sample of `data`, in position order (kept on the CPU)."""
+    out = torch.empty(len(data), ctx.num_classes)
+    for x, _y, pos in ctx.batches(data, shuffle=False, augment=False):
+        with ctx.autocast():
+            out[pos] = ctx.original(x).float().cpu()
+    return out

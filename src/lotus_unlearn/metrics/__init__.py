@@ -1,0 +1,40 @@
+"""Metrics as pure functions on logits, plus `evaluate` on top of one batched pass per (model, split)."""
+
+from lotus_unlearn.metrics.classification import accuracy, per_class_accuracy
+from lotus_unlearn.metrics.divergence import (
+    class_mean_probs,
+    jsd,
+    jsd_reference_compat,
+    rf_jsd,
+    rf_jsd_floor,
+    rf_jsd_reference_compat,
+    zrf,
+    zrf_reference_compat,
+)
+from lotus_unlearn.metrics.evaluate import evaluate
+from lotus_unlearn.metrics.mia import attack_views, entropy, mia, mia_holdout_accuracy
+from lotus_unlearn.metrics.predict import PredictionCache, Predictions, predict
+from lotus_unlearn.metrics.summary import avg_gap, avg_gap_seeds
+
+__all__ = [
+    "PredictionCache",
+    "Predictions",
+    "accuracy",
+    "attack_views",
+    "avg_gap",
+    "avg_gap_seeds",
+    "class_mean_probs",
+    "entropy",
+    "evaluate",
+    "jsd",
+    "jsd_reference_compat",
+    "mia",
+    "mia_holdout_accuracy",
+    "per_class_accuracy",
+    "predict",
+    "rf_jsd",
+    "rf_jsd_floor",
+    "rf_jsd_reference_compat",
+    "zrf",
+    "zrf_reference_compat",
+]

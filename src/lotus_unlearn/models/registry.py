@@ -1,0 +1,82 @@
+"""Models by name: built-ins, `package.module:factory` callables, and timm / torchvision names when installed.
+
+Every factory takes `num_classes`, `in_channels` and `image_size` keywords (plus its own). The name and
+arguments are stored on the model as `lotus_spec`, so a checkpoint can rebuild its architecture.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import torch.nn as nn
+
+from lotus_unlearn.errors import UserError
+
+MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable:
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS[name] = fn
+        return fn
+
+    return wrap
+
+
+def _external(name: str) -> Callable[..., nn.Module] | None:
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise UserError(f"cannot import model factory {name!r}: {exc}; pass package.module:function") from exc
+    prefix, _, rest = name.partition("/")
+    if prefix == "timm" and rest:
+        try:
+            import timm
+        except ImportError:
+            raise UserError("timm models need `pip install lotus-unlearn[vision]`") from None
+
+        def make_timm(num_classes: int, in_channels: int, image_size: int, **kw: Any) -> nn.Module:
+            return timm.create_model(rest, num_classes=num_classes, in_chans=in_channels, **kw)
+
+        return make_timm
+    if prefix == "torchvision" and rest:
+        try:
+            import torchvision
+        except ImportError:
+            raise UserError("torchvision models need `pip install lotus-unlearn[vision]`") from None
+
+        def make_tv(num_classes: int, in_channels: int, image_size: int, **kw: Any) -> nn.Module:
+            return torchvision.models.get_model(rest, num_classes=num_classes, **kw)
+
+        return make_tv
+    return None
+
+
+def create_model(
+    name: str, *, num_classes: int, in_channels: int = 3, image_size: int = 32, **kwargs: Any
+) -> nn.Module:
+    """Build a model by registry name, `timm/NAME`, `torchvision/NAME` or `package.module:factory`."""
+    factory = MODELS.get(name) or _external(name)
+    if factory is None:
+        raise UserError(
+            f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}, "
+            "or timm/NAME, torchvision/NAME, package.module:function"
+        )
+    try:
+        model = factory(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
+    except TypeError as exc:
+        raise UserError(f"model {name!r} does not accept these arguments: {exc}") from exc
+    model.lotus_spec = {  # type: ignore[assignment]
+        "name": name,
+        "kwargs": {
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "image_size": image_size,
+            **kwargs,
+        },
+    }
+    return model
