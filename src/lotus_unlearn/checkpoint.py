@@ -66,9 +66,10 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's safe loader cannot tell a forbidden object from malformed bytes: name both
         raise UserError(
-            f"refused to load {path}: it holds pickled objects beyond tensors, which could run code; "
-            "save a plain state_dict or safetensors file"
+            f"refused to load {path}: it holds pickled objects beyond tensors, which could run code, or it is "
+            "corrupt; save a plain state_dict or safetensors file"
         ) from exc
     except Exception as exc:  # torch raises several types for truncated/corrupt archives
         raise UserError(f"checkpoint {path} is corrupt or not a torch file ({type(exc).__name__}); re-save it") from exc

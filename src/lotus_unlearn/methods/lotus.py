@@ -71,7 +71,7 @@ def targets(
     soft = torch.softmax((z + gumbel(z.shape, generator, z.device)) / tau, dim=1)
     hard_logits = z + gumbel(z.shape, generator, z.device) if retain_target == "gumbel" else z
     hard = F.one_hot(hard_logits.argmax(1), z.shape[1]).to(z.dtype)
-    return torch.where(is_forget.view(-1, 1).bool(), soft, hard)
+    return torch.where(is_forget.to(z.device).view(-1, 1).bool(), soft, hard)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
