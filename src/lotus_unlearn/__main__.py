@@ -1,0 +1,5 @@
+import sys
+
+from lotus_unlearn.cli import main
+
+sys.exit(main())

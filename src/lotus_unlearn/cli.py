@@ -1,0 +1,397 @@
+"""`lotus-unlearn` command line: parse, validate, call the library. Bad input is one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lotus_unlearn.errors import UnlearningFailed, UserError
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from lotus_unlearn.data import DatasetBundle
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Make a trained PyTorch classifier forget chosen training data (LoTUS, CVPR 2025), and show it did.",
+)
+console = Console()
+err = Console(stderr=True)
+STATE = {"debug": False}
+
+ForgetIds = Annotated[str | None, typer.Option("--forget", help="File with one training sample id per line.")]
+ForgetClass = Annotated[
+    list[str] | None, typer.Option("--forget-class", help="Forget a whole class (index or name); repeatable.")
+]
+ForgetFraction = Annotated[float | None, typer.Option("--forget-fraction", help="Forget this fraction of each class.")]
+SplitMode = Annotated[str, typer.Option("--split-mode", help="random (seeded) or first_k (as the reference code).")]
+Dataset = Annotated[str, typer.Option("--dataset", help="Dataset name: fashion-mnist, digits.")]
+DataRoot = Annotated[str | None, typer.Option("--data-root", help="Folder holding the dataset's files.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed for the split, data order and noise.")]
+Device = Annotated[str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N.")]
+TrainSize = Annotated[
+    int | None,
+    typer.Option(
+        "--train-size", help="Use a seeded stratified subset of the training set (default: the checkpoint's)."
+    ),
+]
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+    STATE["debug"] = debug
+
+
+def parse_pairs(pairs: list[str] | None, what: str) -> dict[str, Any]:
+    """key=value pairs; values are parsed as JSON when possible (numbers, true/false, null), else kept as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"{what} {pair!r} is not key=value; write e.g. {what} alpha=8")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _request(ids: str | None, classes: list[str] | None, fraction: float | None, mode: str):
+    from lotus_unlearn.pipeline import ForgetRequest
+
+    return ForgetRequest(ids, list(classes or []), fraction, mode)
+
+
+def _check_data_root(data_root: str | None) -> None:
+    """A --data-root that does not exist is a typo, whatever the dataset: say so before loading anything."""
+    if data_root is not None and not Path(data_root).is_dir():
+        raise UserError(f"data folder {data_root} does not exist; pass the folder holding the dataset's files")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/demo"),
+    device: Device = "auto",
+    data_root: DataRoot = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Retrain the original and gold models.")] = False,
+) -> None:
+    """Embedded default end to end: train, forget 10%, LoTUS, evaluate, report.
+
+    Example: lotus-unlearn demo --out runs/demo
+    """
+    from lotus_unlearn.demo import run_demo
+
+    _check_data_root(data_root)
+    _check_output(out)
+    run_demo(out, device=device, data_root=data_root, use_cache=not no_cache, console=console)
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Checkpoint to write (.safetensors, with a .json sidecar).")],
+    dataset: Dataset = "fashion-mnist",
+    model: Annotated[
+        str, typer.Option(help="Model name, timm/NAME, torchvision/NAME or package.module:factory.")
+    ] = "cnn",
+    model_arg: Annotated[
+        list[str] | None, typer.Option("--model-arg", help="Model argument key=value; repeatable.")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
+    lr: Annotated[float, typer.Option(help="Peak SGD learning rate.")] = 0.05,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    augment: Annotated[
+        bool, typer.Option(help="Random crop with padding and flip, where the data defines them.")
+    ] = False,
+    hparam: Annotated[
+        list[str] | None,
+        typer.Option("--hparam", help="Other training setting key=value (warmup_epochs, patience, weight_decay, ...)."),
+    ] = None,
+    forget: ForgetIds = None,
+    forget_class: ForgetClass = None,
+    forget_fraction: ForgetFraction = None,
+    split_mode: SplitMode = "random",
+    train_size: TrainSize = None,
+    data_root: DataRoot = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """Train an original model; with a forget option, retrain a gold model on the retain set only.
+
+    Examples:
+      lotus-unlearn train --dataset fashion-mnist --model cnn --train-size 10000 --out models/original.safetensors
+      lotus-unlearn train --dataset fashion-mnist --train-size 10000 --forget-fraction 0.1 --out models/gold.safetensors
+    """
+    from lotus_unlearn.checkpoint import save_checkpoint
+    from lotus_unlearn.data import load_dataset
+    from lotus_unlearn.pipeline import model_for
+    from lotus_unlearn.train import train_model
+
+    _check_data_root(data_root)
+    _check_output(out.parent)
+    bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size)
+    data, role, split = bundle.train, "original", None
+    if forget or forget_class or forget_fraction is not None:
+        split = _request(forget, forget_class, forget_fraction, split_mode).resolve(bundle, seed)
+        data, role = split.apply(bundle.train)[1], "gold"
+    net = model_for(bundle, model, seed, **parse_pairs(model_arg, "--model-arg"))
+    settings = {
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "augment": augment,
+        **parse_pairs(hparam, "--hparam"),
+    }
+    result = train_model(net, data, bundle.val, **settings, seed=seed, device=device)
+    meta = {
+        "role": role,
+        "dataset": dataset,
+        "train_size": train_size,
+        "seed": seed,
+        "train": result.config,
+        "seconds": result.seconds,
+        "epochs_run": result.epochs_run,
+        "n_train": len(data),
+        "forget_ids_sha256": split.sha256 if split else None,
+        "log": result.log,
+    }
+    save_checkpoint(result.model, out, meta)
+    console.print(f"trained {role} {model} on {len(data)} samples in {result.seconds:.1f} s -> {out}")
+
+
+def _load(checkpoint: Path):
+    from lotus_unlearn.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint)
+
+
+@app.command("unlearn")
+def unlearn_cmd(
+    checkpoint: Annotated[
+        Path, typer.Option("--checkpoint", help="The trained model (.safetensors or weights-only .pt).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: model.safetensors, report.json, report.md.")],
+    dataset: Dataset = "fashion-mnist",
+    method: Annotated[str, typer.Option(help="Unlearning method; see `lotus-unlearn methods`.")] = "lotus",
+    hparam: Annotated[
+        list[str] | None, typer.Option("--hparam", help="Method hyper-parameter key=value; repeatable.")
+    ] = None,
+    forget: ForgetIds = None,
+    forget_class: ForgetClass = None,
+    forget_fraction: ForgetFraction = None,
+    split_mode: SplitMode = "random",
+    gold: Annotated[Path | None, typer.Option(help="Retrained gold model, for JSD and Avg Gap.")] = None,
+    train_size: TrainSize = None,
+    data_root: DataRoot = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """Make a checkpoint forget data; write the unlearned checkpoint and its report.
+
+    Examples:
+      lotus-unlearn unlearn --checkpoint models/original.safetensors --dataset fashion-mnist --forget ids.txt --out runs/req-1
+      lotus-unlearn unlearn --checkpoint m.safetensors --forget-class sandal --method lotus --out runs/sandal
+      lotus-unlearn unlearn --checkpoint m.safetensors --forget-fraction 0.1 --hparam alpha=8 --out runs/x
+    """
+    from lotus_unlearn.checkpoint import save_checkpoint
+    from lotus_unlearn.data import save_split
+    from lotus_unlearn.methods import get_method
+    from lotus_unlearn.metrics import evaluate
+    from lotus_unlearn.pipeline import prepare
+    from lotus_unlearn.report import build_report, write_report
+
+    cls = get_method(method)
+    hp = parse_pairs(hparam, "--hparam")
+    _check_output(out)
+    original, meta = _load(checkpoint)
+    gold_model = _load(gold)[0] if gold else None
+    size = train_size if train_size is not None else meta.get("train_size")
+    exp = prepare(
+        dataset,
+        _request(forget, forget_class, forget_fraction, split_mode),
+        seed=seed,
+        data_root=data_root,
+        train_size=size,
+    )
+    if exp.split.kind == "class" and method == "lotus":
+        hp.setdefault("a_ref", 0.0)  # class-wise: the target is no knowledge of the class (spec §1.4)
+        hp.setdefault("alpha", 32.0)
+    hp.setdefault("seed", seed)
+    hp.setdefault("device", device)
+    result = cls(**hp).unlearn(original, exp.forget, exp.retain, exp.bundle.val)
+    console.print(f"{method}: {result.epochs_run} epochs in {result.seconds:.1f} s; evaluating ...")
+    metrics = evaluate(result.model, exp.splits, original=original, gold=gold_model, seed=seed)
+    save_checkpoint(
+        result.model,
+        out / "model.safetensors",
+        {
+            "role": "unlearned",
+            "method": method,
+            "dataset": dataset,
+            "train_size": size,
+            "forget_ids_sha256": exp.split.sha256,
+            "parent_weights_sha256": meta.get("weights_sha256"),
+        },
+    )
+    save_split(exp.split, out / "split.json")
+    report = build_report(
+        request={
+            "dataset": dataset,
+            "train_size": size,
+            "seed": seed,
+            "checkpoint": str(checkpoint),
+            "gold": str(gold) if gold else None,
+        },
+        split=exp.split,
+        result=result,
+        input_model=original,
+        metrics=metrics,
+    )
+    write_report(report, out)
+    _print_metrics(metrics, method)
+    console.print(f"wrote {out}/model.safetensors, report.json, report.md")
+
+
+def _check_output(out: Path) -> None:
+    for parent in [out, *out.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"output path {out} cannot be created: {parent} is a file; choose another --out")
+            break
+
+
+def _print_metrics(metrics: dict[str, Any], name: str) -> None:
+    from lotus_unlearn.report import metrics_table
+    from lotus_unlearn.report.build import _columns
+
+    cols = _columns(metrics, name)
+    table = Table()
+    table.add_column("metric")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for row in metrics_table(metrics, cols):
+        table.add_row(*row)
+    for key in ("zrf", "jsd", "avg_gap"):
+        if key in metrics:
+            table.add_row(key, *[""] * (len(cols) - 1), f"{metrics[key]:.4f}")
+    console.print(table)
+    needs = metrics.get("diagnostics", {}).get("needs_gold")
+    if needs:
+        console.print(f"without a gold model, not computed: {', '.join(needs)} (pass --gold)")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="The model to evaluate.")],
+    dataset: Dataset = "fashion-mnist",
+    forget: ForgetIds = None,
+    forget_class: ForgetClass = None,
+    forget_fraction: ForgetFraction = None,
+    split_mode: SplitMode = "random",
+    split: Annotated[Path | None, typer.Option("--split", help="A split.json written by `unlearn`.")] = None,
+    original: Annotated[Path | None, typer.Option(help="The original model, for RF-JSD.")] = None,
+    gold: Annotated[Path | None, typer.Option(help="The retrained gold model, for JSD and Avg Gap.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    train_size: TrainSize = None,
+    data_root: DataRoot = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """Evaluate a model on a forget / retain / val / test split (retrain-free unless --gold is given).
+
+    Example: lotus-unlearn evaluate --checkpoint runs/demo/model.safetensors --split runs/demo/split.json --original o.safetensors
+    """
+    from lotus_unlearn.data import load_split
+    from lotus_unlearn.metrics import evaluate
+    from lotus_unlearn.pipeline import Experiment, prepare
+
+    model, meta = _load(checkpoint)
+    size = train_size if train_size is not None else meta.get("train_size")
+    if split is not None:
+        from lotus_unlearn.data import load_dataset
+
+        bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=size)
+        sp = load_split(split)
+        exp = Experiment(bundle, sp, *sp.apply(bundle.train))
+    else:
+        exp = prepare(
+            dataset,
+            _request(forget, forget_class, forget_fraction, split_mode),
+            seed=seed,
+            data_root=data_root,
+            train_size=size,
+        )
+    orig = _load(original)[0] if original else None
+    gold_model = _load(gold)[0] if gold else None
+    metrics = evaluate(model, exp.splits, original=orig, gold=gold_model, device=device, seed=seed)
+    if as_json:
+        sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+    else:
+        _print_metrics(metrics, "model")
+
+
+@app.command()
+def methods() -> None:
+    """List the unlearning methods with a one-line description, citation and defaults."""
+    import dataclasses
+
+    from lotus_unlearn.methods import METHODS
+
+    for name, cls in sorted(METHODS.items()):
+        defaults = {f.name: f.default for f in dataclasses.fields(cls.Config) if f.name not in ("device",)}
+        console.print(f"[bold]{name}[/]: {cls.summary}")
+        console.print(f"  source: {cls.citation}")
+        if cls.notes:
+            console.print(f"  LoTUS paper's setting: {cls.notes}")
+        console.print("  defaults: " + ", ".join(f"{k}={v}" for k, v in defaults.items()), highlight=False)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="Output folder of `lotus-unlearn unlearn`.")]) -> None:
+    """Re-render a run's report files from its report.json.
+
+    Example: lotus-unlearn report runs/demo
+    """
+    from lotus_unlearn.report import load_report, write_report
+
+    write_report(load_report(run_dir), run_dir)
+    console.print(f"re-rendered {run_dir}/report.md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one line and exit code 2 for bad input, 1 for failures; --debug shows the traceback."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, prog_name="lotus-unlearn")  # standalone: usage errors print and exit 2 themselves
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        return 2
+    except UnlearningFailed as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"failed: {exc}", highlight=False, markup=False, soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The steps the CLI, the demo and the benchmark share: data + split, cached training, unlearning, evaluation."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from lotus_unlearn.checkpoint import load_checkpoint, save_checkpoint
+from lotus_unlearn.data import DatasetBundle, Split, TensorData, class_split, ids_split, instance_split, load_dataset
+from lotus_unlearn.data.splits import read_ids_file
+from lotus_unlearn.errors import UserError
+from lotus_unlearn.models import create_model
+from lotus_unlearn.train import TrainConfig, train_model
+from lotus_unlearn.utils import config_hash
+
+
+def cache_dir() -> Path:
+    """Where trained originals and gold models are cached: $LOTUS_CACHE_DIR or ~/.cache/lotus-unlearn."""
+    return Path(os.environ.get("LOTUS_CACHE_DIR") or Path.home() / ".cache" / "lotus-unlearn")
+
+
+@dataclass
+class ForgetRequest:
+    """What to forget: a file of ids, whole classes, or a fraction of each class."""
+
+    ids_file: str | None = None
+    classes: list[str] = field(default_factory=list)
+    fraction: float | None = None
+    mode: str = "random"
+
+    def resolve(self, bundle: DatasetBundle, seed: int) -> Split:
+        given = sum([self.ids_file is not None, bool(self.classes), self.fraction is not None])
+        if given != 1:
+            raise UserError(
+                "say what to forget with exactly one of --forget IDS_FILE, --forget-class, --forget-fraction"
+            )
+        if self.ids_file is not None:
+            return ids_split(bundle.train, read_ids_file(self.ids_file))
+        if self.classes:
+            return class_split(bundle.train, sorted({bundle.class_index(c) for c in self.classes}))
+        assert self.fraction is not None
+        return instance_split(bundle.train, self.fraction, seed, self.mode)
+
+
+@dataclass
+class Experiment:
+    """A dataset with its forget / retain split."""
+
+    bundle: DatasetBundle
+    split: Split
+    forget: TensorData
+    retain: TensorData
+
+    @property
+    def splits(self) -> dict[str, TensorData]:
+        return {"forget": self.forget, "retain": self.retain, "val": self.bundle.val, "test": self.bundle.test}
+
+
+def prepare(
+    dataset: str, request: ForgetRequest, *, seed: int = 0, data_root: str | None = None, train_size: int | None = None
+) -> Experiment:
+    bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size)
+    split = request.resolve(bundle, seed)
+    forget, retain = split.apply(bundle.train)
+    return Experiment(bundle, split, forget, retain)
+
+
+def model_for(bundle: DatasetBundle, name: str, seed: int, **kwargs: Any) -> nn.Module:
+    """A freshly initialised (seeded) model sized for the dataset."""
+    import torch
+
+    torch.manual_seed(seed)
+    return create_model(
+        name, num_classes=bundle.num_classes, in_channels=bundle.in_channels, image_size=bundle.image_size, **kwargs
+    )
+
+
+def train_cached(
+    bundle: DatasetBundle,
+    data: TensorData,
+    *,
+    model: str,
+    model_kwargs: dict[str, Any],
+    train: dict[str, Any],
+    seed: int,
+    role: str,
+    train_size: int | None = None,
+    use_cache: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train `model` on `data` with the recipe `train`, or load it from the cache keyed by the whole config.
+
+    Returns the model and its metadata (with `seconds`, the training time of the run that made it).
+    """
+    net = model_for(bundle, model, seed, **model_kwargs)
+    recipe = {**TrainConfig().__dict__, **train, "seed": seed}
+    key = {
+        "dataset": bundle.name,
+        "train_size": train_size,
+        "model": model,
+        "model_kwargs": model_kwargs,
+        "shapes": {k: list(v.shape) for k, v in net.state_dict().items()},
+        "train": recipe,
+        "ids": config_hash(data.ids.tolist()),
+    }
+    path = cache_dir() / "models" / f"{role}-{config_hash(key)}.safetensors"
+    if use_cache and path.is_file():
+        loaded, meta = load_checkpoint(path, net)
+        return loaded, {**meta, "cached": True}
+    result = train_model(net, data, bundle.val, **train, seed=seed)
+    meta = {
+        "role": role,
+        "dataset": bundle.name,
+        "train_size": train_size,
+        "seed": seed,
+        "train": result.config,
+        "seconds": result.seconds,
+        "epochs_run": result.epochs_run,
+        "n_train": len(data),
+        "train_ids_sha256": config_hash(data.ids.tolist()),
+        "log": result.log,
+    }
+    save_checkpoint(result.model, path, meta)
+    return result.model, {**meta, "cached": False}

@@ -1,0 +1,34 @@
+"""The audit report of one deletion request: report.json (the record), report.md and a self-contained report.html
+(plots embedded), all rendered from the JSON; plus the verdict logic as pure functions."""
+
+from lotus_unlearn.report.build import (
+    FORMAT,
+    REPORT_FILES,
+    ROWS,
+    build_report,
+    full_table,
+    history_entry,
+    lineage_of,
+    load_report,
+    metrics_table,
+    render_html,
+    render_markdown,
+    write_report,
+)
+from lotus_unlearn.report.verdict import verdict
+
+__all__ = [
+    "FORMAT",
+    "REPORT_FILES",
+    "ROWS",
+    "build_report",
+    "full_table",
+    "history_entry",
+    "lineage_of",
+    "load_report",
+    "metrics_table",
+    "render_html",
+    "render_markdown",
+    "verdict",
+    "write_report",
+]
