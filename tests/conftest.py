@@ -11,7 +11,8 @@ import lotus_unlearn as lu
 from lotus_unlearn.data import DatasetBundle, instance_split, load_dataset
 
 os.environ.setdefault("LOTUS_PROGRESS", "0")
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# one torch thread per pytest-xdist worker: two workers on two cores, no oversubscription
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, torch.get_num_threads())))
 
 
 @pytest.fixture(scope="session")
