@@ -11,9 +11,9 @@ from lotus_unlearn.metrics.divergence import (
     zrf,
     zrf_reference_compat,
 )
-from lotus_unlearn.metrics.evaluate import evaluate
-from lotus_unlearn.metrics.mia import attack_views, entropy, mia, mia_holdout_accuracy
-from lotus_unlearn.metrics.predict import PredictionCache, Predictions, predict
+from lotus_unlearn.metrics.evaluate import evaluate, random_init_copy
+from lotus_unlearn.metrics.mia import attack_views, cross_entropy_loss, entropy, mia, mia_holdout_accuracy
+from lotus_unlearn.metrics.predict import PredictionCache, Predictions, data_fingerprint, model_fingerprint, predict
 from lotus_unlearn.metrics.summary import avg_gap, avg_gap_seeds
 
 __all__ = [
@@ -24,14 +24,18 @@ __all__ = [
     "avg_gap",
     "avg_gap_seeds",
     "class_mean_probs",
+    "cross_entropy_loss",
+    "data_fingerprint",
     "entropy",
     "evaluate",
     "jsd",
     "jsd_reference_compat",
     "mia",
     "mia_holdout_accuracy",
+    "model_fingerprint",
     "per_class_accuracy",
     "predict",
+    "random_init_copy",
     "rf_jsd",
     "rf_jsd_floor",
     "rf_jsd_reference_compat",

@@ -1,37 +1,56 @@
 """Divergence metrics (spec §2.2, §2.3, §2.7): JSD, RF-JSD with its noise floor, ZRF, and the reference
-code's variants (`*_reference_compat`) for reproducing its published numbers."""
+code's variants (`*_reference_compat`) for reproducing its published numbers.
+
+Everything is computed in float64 with the natural log. Probabilities are rows that sum to 1.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.metrics.checks import check_logits, check_probs
+from lotus_unlearn.metrics.checks import check_labels, check_logits, check_pair, check_same_classes
+
+# rows per softmax chunk are chosen so that one chunk holds about this many float64 values (16 MiB)
+_CHUNK_VALUES = 1 << 21
+
+
+def softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Row softmax in float64."""
+    return torch.softmax(logits.double(), dim=1)
 
 
 def _kl_rows(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """KL(p || q) per row, natural log, with 0 log 0 = 0."""
-    return (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(1)
+    """KL(p‖q) per row, natural log, with 0·log 0 = 0."""
+    return (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(-1)
+
+
+def _jsd_rows(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Textbook JSD per row (last dimension) of validated float64 probabilities."""
+    m = (p + q) / 2
+    return (0.5 * _kl_rows(p, m) + 0.5 * _kl_rows(q, m)).clamp(0.0, math.log(2))
 
 
 def jsd(p: torch.Tensor, q: torch.Tensor) -> float:
-    """Jensen-Shannon divergence ½KL(p‖m) + ½KL(q‖m), m = (p+q)/2; natural log; mean over rows if 2-D.
-    Symmetric, 0 for equal rows, at most ln 2."""
-    p, q = check_probs(p, "p"), check_probs(q, "q")
-    if p.shape != q.shape:
-        raise UserError(f"p and q differ in shape: {tuple(p.shape)} vs {tuple(q.shape)}")
-    m = (p + q) / 2
-    return float((0.5 * _kl_rows(p, m) + 0.5 * _kl_rows(q, m)).clamp_min(0).mean())
+    """Jensen-Shannon divergence ½KL(p‖m) + ½KL(q‖m), m = (p+q)/2, natural log; the mean over rows if 2-D.
+
+    Symmetric, 0 for equal rows, at most ln 2 (rows with disjoint support).
+    """
+    p, q = check_pair(p, q)
+    return float(_jsd_rows(p, q).mean())
 
 
 def jsd_reference_compat(p: torch.Tensor, q: torch.Tensor) -> float:
-    """The reference code's "JSD": clamp both to >= 1e-8, divide each matrix by its total sum, M = mean of
-    the two, value = ½[KL(M‖P) + KL(M‖Q)] summed over all entries, divided by N. It equals (1/N) times the
-    per-row mean of the reversed-KL form. Multiply by 1e4 to compare with the paper's tables."""
-    p, q = check_probs(p, "p"), check_probs(q, "q")
-    if p.shape != q.shape:
-        raise UserError(f"p and q differ in shape: {tuple(p.shape)} vs {tuple(q.shape)}")
+    """The reference code's "JSD" (spec §2.2), kept only to reproduce its numbers.
+
+    Clamp both (N, C) matrices to >= 1e-8, divide each by its total sum, M = (P+Q)/2, and return
+    ½[KL(M‖P) + KL(M‖Q)] summed over all entries, divided by N. That is (1/N) times the per-row mean of the
+    reversed-KL form ½[KL(m_i‖p_i) + KL(m_i‖q_i)]. The reference reports it ×1e4.
+    """
+    p, q = check_pair(p, q)
     p, q = p.clamp_min(1e-8), q.clamp_min(1e-8)
     p, q = p / p.sum(), q / q.sum()
     m = (p + q) / 2
@@ -39,17 +58,35 @@ def jsd_reference_compat(p: torch.Tensor, q: torch.Tensor) -> float:
     return float(value / len(p))
 
 
-def softmax(logits: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(logits.double(), dim=1)
+def _class_sums(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class sums of softmax rows (num_classes, C) and per-class counts, in row chunks (flat memory)."""
+    c = logits.shape[1]
+    sums = torch.zeros(num_classes, c, dtype=torch.float64)
+    step = max(1, _CHUNK_VALUES // c)
+    for start in range(0, len(logits), step):
+        sums.index_add_(0, labels[start : start + step], softmax(logits[start : start + step]))
+    return sums, torch.bincount(labels, minlength=num_classes)
 
 
 def class_mean_probs(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(num_classes, C): the mean softmax over samples of each true class; NaN rows for absent classes."""
+    """(num_classes, C): the mean softmax row over the samples of each true class; NaN rows for absent classes."""
     check_logits(logits, labels, num_classes)
-    probs = softmax(logits)
-    sums = torch.zeros(num_classes, probs.shape[1], dtype=probs.dtype).index_add_(0, labels, probs)
-    counts = torch.bincount(labels, minlength=num_classes).to(probs.dtype).unsqueeze(1)
-    return sums / counts  # 0/0 -> NaN for absent classes
+    sums, counts = _class_sums(logits, labels, num_classes)
+    return sums / counts.unsqueeze(1).double()  # 0/0 -> NaN for absent classes
+
+
+def _test_class_means(
+    original_test_logits: torch.Tensor, test_labels: torch.Tensor, present: torch.Tensor
+) -> torch.Tensor:
+    """μ_k^t for the classes in `present`, re-normalised; refuses classes without test samples."""
+    sums, counts = _class_sums(original_test_logits, test_labels, original_test_logits.shape[1])
+    missing = [int(k) for k in present if counts[k] == 0]
+    if missing:
+        raise UserError(
+            f"forget classes {missing} have no test samples, so RF-JSD cannot compare them; use a test split with every forget class"
+        )
+    mu = sums[present] / counts[present].unsqueeze(1).double()
+    return mu / mu.sum(1, keepdim=True)
 
 
 def _class_means(
@@ -58,16 +95,15 @@ def _class_means(
     unlearned_forget_logits: torch.Tensor,
     forget_labels: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Re-normalised class means (forget side, test side) over the classes present in the forget set."""
-    k = max(original_test_logits.shape[1], int(forget_labels.max()) + 1, int(test_labels.max()) + 1)
-    mu_f = class_mean_probs(unlearned_forget_logits, forget_labels, k)
-    mu_t = class_mean_probs(original_test_logits, test_labels, k)
+    """Re-normalised class means (forget side μ^f, test side μ^t), (K', C), over the K' forget classes."""
+    check_logits(original_test_logits, test_labels, name="original_test_logits")
+    check_logits(unlearned_forget_logits, forget_labels, name="unlearned_forget_logits")
+    c = check_same_classes(original_test_logits=original_test_logits, unlearned_forget_logits=unlearned_forget_logits)
     present = torch.unique(forget_labels)
-    missing = [int(c) for c in present if torch.isnan(mu_t[c]).any()]
-    if missing:
-        raise UserError(f"forget classes {missing} have no test samples, so RF-JSD cannot compare them")
-    mu_f, mu_t = mu_f[present], mu_t[present]
-    return mu_f / mu_f.sum(1, keepdim=True), mu_t / mu_t.sum(1, keepdim=True)
+    mu_t = _test_class_means(original_test_logits, test_labels, present)
+    sums, counts = _class_sums(unlearned_forget_logits, forget_labels, c)
+    mu_f = sums[present] / counts[present].unsqueeze(1).double()
+    return mu_f / mu_f.sum(1, keepdim=True), mu_t
 
 
 def rf_jsd(
@@ -77,10 +113,15 @@ def rf_jsd(
     unlearned_forget_logits: torch.Tensor,
     forget_labels: torch.Tensor,
 ) -> float:
-    """Retrain-free JSD (spec §2.3): mean over classes k in the forget set of JSD(μ_k^f, μ_k^t), where μ_k^f is
-    the unlearned model's mean softmax on forget samples of class k and μ_k^t the original model's on test
-    samples of class k. Classes absent from the forget set are ignored. Instance-wise metric."""
-    return jsd(*_class_means(original_test_logits, test_labels, unlearned_forget_logits, forget_labels))
+    """Retrain-free JSD (spec §2.3): mean over the classes k present in the forget set of JSD(μ_k^f, μ_k^t).
+
+    μ_k^f is the unlearned model's mean softmax on forget samples of class k, μ_k^t the original model's mean
+    softmax on test samples of class k, both re-normalised. Classes absent from the forget set are ignored.
+    Lower is better (0 = the forget set looks like unseen test data to the model); instance-wise only.
+    """
+    return float(
+        _jsd_rows(*_class_means(original_test_logits, test_labels, unlearned_forget_logits, forget_labels)).mean()
+    )
 
 
 def rf_jsd_reference_compat(
@@ -90,7 +131,8 @@ def rf_jsd_reference_compat(
     unlearned_forget_logits: torch.Tensor,
     forget_labels: torch.Tensor,
 ) -> float:
-    """RF-JSD as the reference code computes it: `jsd_reference_compat` over the K'×K stacked class means."""
+    """RF-JSD as the reference code computes it: `jsd_reference_compat` over the K'×K stacked class means
+    (reversed KL and an extra 1/K'). The reference reports it ×1e4."""
     return jsd_reference_compat(
         *_class_means(original_test_logits, test_labels, unlearned_forget_logits, forget_labels)
     )
@@ -106,47 +148,61 @@ def rf_jsd_floor(
     n_boot: int = 200,
     seed: int = 0,
 ) -> dict[str, float]:
-    """The noise floor of RF-JSD: RF-JSD of the original model on validation samples drawn with the forget
-    set's size and class mix (bootstrap, with replacement) against its test outputs. Returns the bootstrap
-    mean and the 2.5% / 97.5% quantiles: the level of "indistinguishable from unseen data"."""
+    """The noise floor of RF-JSD: the original model's RF-JSD on validation samples drawn (with replacement)
+    with the forget set's size and class mix, against its own test outputs.
+
+    Returns the bootstrap mean and the 2.5% / 97.5% quantiles over `n_boot` draws: the level a model reaches
+    when the forget set is genuinely unseen data. Draw b counts how often each validation sample is picked
+    (a multinomial), so each class costs one (n_boot × pool) @ (pool × C) product.
+    """
+    if not isinstance(n_boot, int) or n_boot < 1:
+        raise UserError(f"n_boot must be a positive integer, got {n_boot!r}")
     check_logits(original_val_logits, val_labels, name="original_val_logits")
+    check_logits(original_test_logits, test_labels, name="original_test_logits")
+    c = check_same_classes(original_val_logits=original_val_logits, original_test_logits=original_test_logits)
+    check_labels(forget_labels, c, name="the forget set")
+    present = torch.unique(forget_labels)
+    forget_counts = torch.bincount(forget_labels, minlength=c)
+    mu_t = _test_class_means(original_test_logits, test_labels, present)
     rng = np.random.default_rng(seed)
-    y_val = val_labels.numpy()
-    classes, counts = np.unique(forget_labels.numpy(), return_counts=True)
-    pools = {}
-    for c in classes:
-        pool = np.flatnonzero(y_val == c)
+    total = torch.zeros(n_boot, dtype=torch.float64)
+    for row, k in enumerate(present.tolist()):
+        pool = torch.nonzero(val_labels == k).flatten()
         if len(pool) == 0:
-            raise UserError(f"class {int(c)} of the forget set has no validation samples; RF-JSD floor undefined")
-        pools[int(c)] = pool
-    values = []
-    for _ in range(n_boot):
-        pos = np.concatenate([rng.choice(pools[int(c)], size=n, replace=True) for c, n in zip(classes, counts, strict=False)])
-        idx = torch.as_tensor(pos)
-        values.append(
-            rf_jsd(
-                original_test_logits=original_test_logits,
-                test_labels=test_labels,
-                unlearned_forget_logits=original_val_logits[idx],
-                forget_labels=val_labels[idx],
-            )
-        )
-    arr = np.asarray(values)
+            raise UserError(f"class {k} of the forget set has no validation samples, so the RF-JSD floor is undefined")
+        probs = softmax(original_val_logits[pool])
+        n = int(forget_counts[k])
+        picks = torch.from_numpy(rng.multinomial(n, np.full(len(pool), 1.0 / len(pool)), size=n_boot)).double()
+        mu_f = picks @ probs / n
+        mu_f = mu_f / mu_f.sum(1, keepdim=True)
+        total += _jsd_rows(mu_f, mu_t[row].expand_as(mu_f))
+    values = (total / len(present)).numpy()
     return {
-        "mean": float(arr.mean()),
-        "low": float(np.quantile(arr, 0.025)),
-        "high": float(np.quantile(arr, 0.975)),
+        "mean": float(values.mean()),
+        "low": float(np.quantile(values, 0.025)),
+        "high": float(np.quantile(values, 0.975)),
+        "n_boot": n_boot,
     }
 
 
+def _check_pair_logits(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    check_logits(a, name=name_a)
+    check_logits(b, name=name_b)
+    if a.shape != b.shape:
+        raise UserError(
+            f"{name_a} and {name_b} differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}; pass both models' outputs on the same forget set"
+        )
+
+
 def zrf(unlearned_forget_logits: torch.Tensor, random_forget_logits: torch.Tensor) -> float:
-    """Zero Retrain Forgetting (Bad Teacher paper): 1 − mean JSD between the unlearned model and a randomly
-    initialised model of the same architecture on the forget set. 1 = as random as an untrained model."""
-    check_logits(unlearned_forget_logits, name="unlearned_forget_logits")
-    check_logits(random_forget_logits, name="random_forget_logits")
-    return 1.0 - jsd(softmax(unlearned_forget_logits), softmax(random_forget_logits))
+    """Zero Retrain Forgetting (spec §2.7): 1 − mean over the forget set of JSD(softmax(f_u(x)), softmax(f_rand(x))),
+    f_rand a randomly initialised model of the same architecture. Natural log, so it lies in [1 − ln 2, 1];
+    1 = as uninformed as an untrained model, ≈ 0.31 = completely different from it."""
+    _check_pair_logits(unlearned_forget_logits, random_forget_logits, "unlearned_forget_logits", "random_forget_logits")
+    return 1.0 - float(_jsd_rows(softmax(unlearned_forget_logits), softmax(random_forget_logits)).mean())
 
 
 def zrf_reference_compat(unlearned_forget_logits: torch.Tensor, gold_forget_logits: torch.Tensor) -> float:
-    """The reference code's "ZRF": 1 − jsd_reference_compat against the gold model (never reported there)."""
+    """The reference code's "ZRF": 1 − `jsd_reference_compat` against the gold model (it never reports it)."""
+    _check_pair_logits(unlearned_forget_logits, gold_forget_logits, "unlearned_forget_logits", "gold_forget_logits")
     return 1.0 - jsd_reference_compat(softmax(unlearned_forget_logits), softmax(gold_forget_logits))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -9,7 +10,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from lotus_unlearn.data.base import TensorData, as_dataset, batches
-from lotus_unlearn.utils import autocast, resolve_device, state_dict_hash, tensor_hash
+from lotus_unlearn.utils import autocast, resolve_device
 
 
 @dataclass
@@ -21,11 +22,40 @@ class Predictions:
     ids: torch.Tensor | None = None
 
 
+def _hash_tensor(h: hashlib._Hash, t: torch.Tensor) -> None:
+    """Feed shape, dtype and raw bytes of `t` to `h` without copying CPU tensors (0-dim tensors included)."""
+    t = t.detach()
+    h.update(f"{tuple(t.shape)}{t.dtype};".encode())
+    if t.numel():
+        flat = t.cpu().contiguous().reshape(-1)
+        h.update(flat.view(torch.uint8).numpy())
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """Content hash of a model: its class and every weight and buffer of its state_dict."""
+    h = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__};".encode())
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        _hash_tensor(h, value)
+    return h.hexdigest()
+
+
 def data_fingerprint(data: Dataset) -> str:
-    """Content hash of a split: images, labels and ids for in-memory data; identity otherwise."""
+    """Content hash of a split for in-memory `TensorData` (images, labels, ids, normalisation); the object's
+    identity otherwise (the cache keeps such objects alive, so the identity cannot be reused)."""
     if isinstance(data, TensorData):
-        return tensor_hash(data.images, data.labels, data.ids, data.mean, data.std)
-    return f"object-{id(data)}-{len(data)}"
+        h = hashlib.sha256(b"TensorData;")
+        for t in (data.images, data.labels, data.ids, data.mean, data.std):
+            _hash_tensor(h, t)
+        return h.hexdigest()
+    return f"object-{id(data)}-{len(data)}"  # type: ignore[arg-type]
+
+
+def _devices(model: nn.Module, device: str | torch.device | None) -> tuple[torch.device, torch.device]:
+    """(where the model's weights are, where inference runs): `device` None means the model's own."""
+    first = next(model.parameters(), None)
+    model_device = first.device if first is not None else torch.device("cpu")
+    return model_device, resolve_device(device) if device is not None else model_device
 
 
 @torch.inference_mode()
@@ -39,41 +69,68 @@ def predict(
 ) -> Predictions:
     """Logits of `model` on every sample of `data`, in order: eval mode, eval transforms, no gradients.
 
-    Memory holds the N x C logits and one batch of activations, never N x features.
+    `device` None runs where the model's weights are. Memory holds the N x C logits and one batch of
+    activations, never N x features. The model's mode and device are restored afterwards.
     """
     data = as_dataset(data)
-    dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    model_device, dev = _devices(model, device)
     was_training = model.training
     model.eval()
-    model_device = next(model.parameters()).device
     if model_device != dev:
         model.to(dev)
-    parts, labels = [], []
-    for x, y, _ in batches(data, batch_size, device=dev):
-        with autocast(dev, amp):
-            parts.append(model(x).float().cpu())
-        labels.append(y.cpu())
-    if model_device != dev:
-        model.to(model_device)
-    model.train(was_training)
+    try:
+        parts, labels = [], []
+        for x, y, _ in batches(data, batch_size, device=dev):
+            with autocast(dev, amp):
+                parts.append(model(x).float().cpu())
+            labels.append(y.cpu())
+    finally:
+        if model_device != dev:
+            model.to(model_device)
+        model.train(was_training)
     ids = data.ids if isinstance(data, TensorData) else None
     return Predictions(torch.cat(parts), torch.cat(labels), ids)
 
 
 class PredictionCache:
-    """Remembers predictions by (weights hash, data hash), so no model runs twice on the same split."""
+    """Remembers predictions by (model content hash, data content hash, bf16 or not), so no model runs twice on a split.
+
+    `misses` counts forward passes actually run, `hits` the passes saved. Pass precomputed `model_key` /
+    `data_key` (from `model_fingerprint` / `data_fingerprint`) to skip re-hashing within one evaluation.
+    """
 
     def __init__(self) -> None:
-        self._store: dict[tuple[str, str], Predictions] = {}
-        self._model_hash: dict[int, tuple[int, str]] = {}
+        self._store: dict[tuple[str, str, str], Predictions] = {}
+        self._alive: dict[int, Dataset] = {}
         self.misses = 0
+        self.hits = 0
 
-    def _hash_model(self, model: nn.Module) -> str:
-        return state_dict_hash(model)
+    def __len__(self) -> int:
+        return len(self._store)
 
-    def get(self, model: nn.Module, data: Dataset, **kwargs: object) -> Predictions:
-        key = (self._hash_model(model), data_fingerprint(data))
-        if key not in self._store:
+    def get(
+        self,
+        model: nn.Module,
+        data: Dataset,
+        *,
+        model_key: str | None = None,
+        data_key: str | None = None,
+        batch_size: int = 1024,
+        device: str | torch.device | None = None,
+        amp: bool | None = None,
+    ) -> Predictions:
+        """The predictions of `model` on `data`, computed on the first request only."""
+        data = as_dataset(data)
+        if data_key is None:
+            data_key = data_fingerprint(data)
+        if not isinstance(data, TensorData):
+            self._alive[id(data)] = data
+        dev = _devices(model, device)[1]
+        bf16 = dev.type == "cuda" if amp is None else amp  # as `utils.autocast` decides
+        key = (model_key or model_fingerprint(model), data_key, f"bf16={bf16}")
+        if key in self._store:
+            self.hits += 1
+        else:
             self.misses += 1
-            self._store[key] = predict(model, data, **kwargs)  # type: ignore[arg-type]
+            self._store[key] = predict(model, data, batch_size=batch_size, device=device, amp=amp)
         return self._store[key]

@@ -28,7 +28,7 @@ def avg_gap_seeds(runs: Sequence[Mapping[str, float]], gold_runs: Sequence[Mappi
     `on_means` = the gap between seed-averaged metrics, as the reference computes it."""
     if len(runs) != len(gold_runs) or not runs:
         raise UserError("avg_gap_seeds needs as many gold runs as method runs, at least one")
-    per_seed = [avg_gap(r, g) for r, g in zip(runs, gold_runs, strict=False)]
+    per_seed = [avg_gap(r, g) for r, g in zip(runs, gold_runs, strict=True)]
     return {
         "per_seed": float(np.mean(per_seed)),
         "per_seed_std": float(np.std(per_seed)),
