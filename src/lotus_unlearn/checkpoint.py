@@ -6,6 +6,7 @@ that would run code is refused with one line.
 
 from __future__ import annotations
 
+import errno
 import json
 import pickle
 from pathlib import Path
@@ -32,7 +33,10 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | N
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+        try:
+            save_file(state, str(tmp))
+        except SafetensorError as exc:  # safetensors reports I/O failures (e.g. a full disk) as its own error
+            raise OSError(errno.EIO, str(exc)) from exc
     info = {
         "model": getattr(model, "lotus_spec", None),
         "weights_sha256": state_dict_hash(model),

@@ -47,6 +47,15 @@ TrainSize = Annotated[
         "--train-size", help="Use a seeded stratified subset of the training set (default: the checkpoint's)."
     ),
 ]
+ModelName = Annotated[
+    str | None,
+    typer.Option(
+        "--model", help="Architecture, for a checkpoint without a .json sidecar (e.g. a plain .pt state_dict)."
+    ),
+]
+ModelArgs = Annotated[
+    list[str] | None, typer.Option("--model-arg", help="Model argument key=value, with --model; repeatable.")
+]
 
 
 @app.callback()
@@ -139,7 +148,7 @@ def train(
     from lotus_unlearn.train import train_model
 
     _check_data_root(data_root)
-    _check_output(out.parent)
+    _check_output(out, is_file=True)
     bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size)
     data, role, split = bundle.train, "original", None
     if forget or forget_class or forget_fraction is not None:
@@ -170,10 +179,81 @@ def train(
     console.print(f"trained {role} {model} on {len(data)} samples in {result.seconds:.1f} s -> {out}")
 
 
-def _load(checkpoint: Path):
-    from lotus_unlearn.checkpoint import load_checkpoint
+def _same_name(a: str, b: str) -> bool:
+    return a.lower().replace("_", "-") == b.lower().replace("_", "-")
 
-    return load_checkpoint(checkpoint)
+
+def _load(
+    checkpoint: Path,
+    bundle: DatasetBundle,
+    model: str | None = None,
+    model_arg: list[str] | None = None,
+    what: str = "checkpoint",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a checkpoint for `bundle`: rebuilt from its sidecar, or as `--model` when given (or when there is no
+    sidecar); then check that it was made for this dataset and fits its inputs and classes."""
+    from lotus_unlearn.checkpoint import load_checkpoint, load_weights, read_meta
+    from lotus_unlearn.checkpoint import load_state_dict as read_state
+    from lotus_unlearn.pipeline import model_for
+
+    if not checkpoint.is_file():
+        raise UserError(f"{what} {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
+    state = read_state(checkpoint)
+    meta = read_meta(checkpoint)
+    if meta.get("dataset") and not _same_name(str(meta["dataset"]), bundle.name):
+        raise UserError(
+            f"{what} {checkpoint} was trained on {meta['dataset']}, not {bundle.name}; pass --dataset {meta['dataset']}"
+        )
+    if model is not None or not meta.get("model"):
+        if model is None:
+            raise UserError(
+                f"{what} {checkpoint} has no .json sidecar naming its architecture; pass --model NAME "
+                "(and --model-arg key=value as it was built)"
+            )
+        net = load_weights(
+            model_for(bundle, model, 0, **parse_pairs(model_arg, "--model-arg")), state, f"{what} {checkpoint.name}"
+        )
+    else:
+        net = load_checkpoint(checkpoint)[0]
+    _check_fits(net, bundle, f"{what} {checkpoint}")
+    return net, meta
+
+
+def _check_fits(net: nn.Module, bundle: DatasetBundle, label: str) -> None:
+    """One forward pass on two test images: the model must accept the dataset's inputs and give one logit a class."""
+    import torch
+
+    x = bundle.test.normalized(torch.arange(min(2, len(bundle.test))))
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(x)
+    except Exception as exc:  # shape errors surface as RuntimeError (or ValueError) from deep inside the model
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{label} does not accept {bundle.name} images of shape {tuple(x.shape[1:])} ({first}); "
+            "pass the --dataset it was trained on"
+        ) from exc
+    finally:
+        net.train(was_training)
+    if out.ndim != 2 or out.shape[1] != bundle.num_classes:
+        raise UserError(
+            f"{label} predicts {out.shape[-1]} classes but {bundle.name} has {bundle.num_classes}; "
+            "pass the --dataset it was trained on"
+        )
+
+
+def _previously_forgotten(meta: dict[str, Any]) -> list[int]:
+    """Sample ids forgotten by earlier requests on this checkpoint (recorded in its sidecar by `unlearn`)."""
+    ids = meta.get("forgotten_ids") or []
+    try:
+        return sorted({int(i) for i in ids})
+    except (TypeError, ValueError):
+        raise UserError(
+            "the checkpoint sidecar's forgotten_ids is not a list of sample ids; restore the sidecar "
+            "written by `lotus-unlearn unlearn`"
+        ) from None
 
 
 @app.command("unlearn")
@@ -181,7 +261,12 @@ def unlearn_cmd(
     checkpoint: Annotated[
         Path, typer.Option("--checkpoint", help="The trained model (.safetensors or weights-only .pt).")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Output folder: model.safetensors, report.json, report.md.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Output folder: model.safetensors, split.json, report.json, report.md, report.html."
+        ),
+    ],
     dataset: Dataset = "fashion-mnist",
     method: Annotated[str, typer.Option(help="Unlearning method; see `lotus-unlearn methods`.")] = "lotus",
     hparam: Annotated[
@@ -192,31 +277,41 @@ def unlearn_cmd(
     forget_fraction: ForgetFraction = None,
     split_mode: SplitMode = "random",
     gold: Annotated[Path | None, typer.Option(help="Retrained gold model, for JSD and Avg Gap.")] = None,
+    model: ModelName = None,
+    model_arg: ModelArgs = None,
     train_size: TrainSize = None,
     data_root: DataRoot = None,
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
-    """Make a checkpoint forget data; write the unlearned checkpoint and its report.
+    """Make a checkpoint forget data; write the unlearned checkpoint and its audit report.
+
+    Unlearning a checkpoint written by an earlier `unlearn` links the new report to the previous one, and leaves
+    the samples forgotten earlier out of the retain set.
 
     Examples:
       lotus-unlearn unlearn --checkpoint models/original.safetensors --dataset fashion-mnist --forget ids.txt --out runs/req-1
+      lotus-unlearn unlearn --checkpoint runs/req-1/model.safetensors --forget ids-2.txt --out runs/req-2
       lotus-unlearn unlearn --checkpoint m.safetensors --forget-class sandal --method lotus --out runs/sandal
       lotus-unlearn unlearn --checkpoint m.safetensors --forget-fraction 0.1 --hparam alpha=8 --out runs/x
     """
-    from lotus_unlearn.checkpoint import save_checkpoint
+    from lotus_unlearn.checkpoint import read_meta, save_checkpoint
     from lotus_unlearn.data import save_split
     from lotus_unlearn.methods import get_method
     from lotus_unlearn.metrics import evaluate
-    from lotus_unlearn.pipeline import prepare
-    from lotus_unlearn.report import build_report, write_report
+    from lotus_unlearn.pipeline import Experiment, prepare
+    from lotus_unlearn.report import build_report, history_entry, lineage_of, write_report
+    from lotus_unlearn.utils import state_dict_hash
 
+    started = time.perf_counter()
     cls = get_method(method)
     hp = parse_pairs(hparam, "--hparam")
+    cls(**hp)  # validate names and types before any data is loaded
     _check_output(out)
-    original, meta = _load(checkpoint)
-    gold_model = _load(gold)[0] if gold else None
-    size = train_size if train_size is not None else meta.get("train_size")
+    _check_data_root(data_root)
+    if not checkpoint.is_file():
+        raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
+    size = train_size if train_size is not None else read_meta(checkpoint).get("train_size")
     exp = prepare(
         dataset,
         _request(forget, forget_class, forget_fraction, split_mode),
@@ -224,6 +319,19 @@ def unlearn_cmd(
         data_root=data_root,
         train_size=size,
     )
+    original, meta = _load(checkpoint, exp.bundle, model, model_arg)
+    gold_model = _load(gold, exp.bundle, model, model_arg, "gold model")[0] if gold else None
+    earlier = _previously_forgotten(meta)
+    if earlier:  # sequential request: never train on, or measure retain accuracy on, data deleted before
+        import numpy as np
+
+        keep = ~np.isin(exp.retain.ids.numpy(), np.asarray(earlier, dtype=np.int64))
+        if not keep.any():
+            raise UserError(
+                f"nothing is left to retain once the {len(earlier)} samples forgotten by earlier requests "
+                "are left out; forget fewer samples"
+            )
+        exp = Experiment(exp.bundle, exp.split, exp.forget, exp.retain.subset(np.flatnonzero(keep)))
     if exp.split.kind == "class" and method == "lotus":
         hp.setdefault("a_ref", 0.0)  # class-wise: the target is no knowledge of the class (spec §1.4)
         hp.setdefault("alpha", 32.0)
@@ -231,7 +339,30 @@ def unlearn_cmd(
     hp.setdefault("device", device)
     result = cls(**hp).unlearn(original, exp.forget, exp.retain, exp.bundle.val)
     console.print(f"{method}: {result.epochs_run} epochs in {result.seconds:.1f} s; evaluating ...")
-    metrics = evaluate(result.model, exp.splits, original=original, gold=gold_model, seed=seed)
+    t_eval = time.perf_counter()
+    metrics = evaluate(result.model, exp.splits, original=original, gold=gold_model, device=device, seed=seed)
+    eval_seconds = time.perf_counter() - t_eval
+
+    input_sha = state_dict_hash(original)
+    lineage = {**lineage_of(checkpoint, meta, input_sha), "previously_forgotten": len(earlier)}
+    report = build_report(
+        request={
+            "dataset": dataset,
+            "train_size": size,
+            "seed": seed,
+            "checkpoint": str(checkpoint),
+            "gold": str(gold) if gold else None,
+            "classes": exp.bundle.classes,
+        },
+        split=exp.split,
+        result=result,
+        input_model=original,
+        metrics=metrics,
+        lineage=lineage,
+        timings={"evaluate_seconds": eval_seconds, "total_seconds": time.perf_counter() - started},
+    )
+    history = [*lineage["history"], history_entry(report, out / "report.json")]
+    forgotten = sorted(set(earlier) | set(exp.split.forget_ids))
     save_checkpoint(
         result.model,
         out / "model.safetensors",
@@ -241,30 +372,23 @@ def unlearn_cmd(
             "dataset": dataset,
             "train_size": size,
             "forget_ids_sha256": exp.split.sha256,
-            "parent_weights_sha256": meta.get("weights_sha256"),
+            "parent_weights_sha256": input_sha,
+            "report": "report.json",
+            "deletion_history": history,
+            "forgotten_ids": forgotten,
         },
     )
     save_split(exp.split, out / "split.json")
-    report = build_report(
-        request={
-            "dataset": dataset,
-            "train_size": size,
-            "seed": seed,
-            "checkpoint": str(checkpoint),
-            "gold": str(gold) if gold else None,
-        },
-        split=exp.split,
-        result=result,
-        input_model=original,
-        metrics=metrics,
-    )
     write_report(report, out)
     _print_metrics(metrics, method)
-    console.print(f"wrote {out}/model.safetensors, report.json, report.md")
+    v = report["verdict"]
+    console.print(f"verdict: {v['status']}. {v['headline']}", highlight=False)
+    console.print(f"wrote {out}/model.safetensors, split.json, report.json, report.md, report.html")
 
 
-def _check_output(out: Path) -> None:
-    for parent in [out, *out.parents]:
+def _check_output(out: Path, is_file: bool = False) -> None:
+    """The output folder (or the folder of an output file) must be creatable: no part of its path may be a file."""
+    for parent in [*([] if is_file else [out]), *out.parents]:
         if parent.exists():
             if not parent.is_dir():
                 raise UserError(f"output path {out} cannot be created: {parent} is a file; choose another --out")
@@ -303,6 +427,8 @@ def evaluate_cmd(
     original: Annotated[Path | None, typer.Option(help="The original model, for RF-JSD.")] = None,
     gold: Annotated[Path | None, typer.Option(help="The retrained gold model, for JSD and Avg Gap.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    model_name: ModelName = None,
+    model_arg: ModelArgs = None,
     train_size: TrainSize = None,
     data_root: DataRoot = None,
     seed: Seed = 0,
@@ -312,15 +438,16 @@ def evaluate_cmd(
 
     Example: lotus-unlearn evaluate --checkpoint runs/demo/model.safetensors --split runs/demo/split.json --original o.safetensors
     """
-    from lotus_unlearn.data import load_split
+    from lotus_unlearn.checkpoint import read_meta
+    from lotus_unlearn.data import load_dataset, load_split
     from lotus_unlearn.metrics import evaluate
     from lotus_unlearn.pipeline import Experiment, prepare
 
-    model, meta = _load(checkpoint)
-    size = train_size if train_size is not None else meta.get("train_size")
+    _check_data_root(data_root)
+    if not checkpoint.is_file():
+        raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
+    size = train_size if train_size is not None else read_meta(checkpoint).get("train_size")
     if split is not None:
-        from lotus_unlearn.data import load_dataset
-
         bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=size)
         sp = load_split(split)
         exp = Experiment(bundle, sp, *sp.apply(bundle.train))
@@ -332,8 +459,9 @@ def evaluate_cmd(
             data_root=data_root,
             train_size=size,
         )
-    orig = _load(original)[0] if original else None
-    gold_model = _load(gold)[0] if gold else None
+    model, _ = _load(checkpoint, exp.bundle, model_name, model_arg)
+    orig = _load(original, exp.bundle, model_name, model_arg, "original model")[0] if original else None
+    gold_model = _load(gold, exp.bundle, model_name, model_arg, "gold model")[0] if gold else None
     metrics = evaluate(model, exp.splits, original=orig, gold=gold_model, device=device, seed=seed)
     if as_json:
         sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
@@ -359,37 +487,65 @@ def methods() -> None:
 
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="Output folder of `lotus-unlearn unlearn`.")]) -> None:
-    """Re-render a run's report files from its report.json.
+    """Re-render a run's report.md and report.html from its report.json.
 
     Example: lotus-unlearn report runs/demo
     """
     from lotus_unlearn.report import load_report, write_report
 
-    write_report(load_report(run_dir), run_dir)
-    console.print(f"re-rendered {run_dir}/report.md")
+    report_dict = load_report(run_dir)
+    folder = run_dir.parent if run_dir.name == "report.json" else run_dir
+    write_report(report_dict, folder)
+    console.print(f"re-rendered {folder}/report.md and report.html from report.json")
+
+
+# click's base exception, found through typer's public BadParameter (typer vendors click in recent versions)
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _one_line(prefix: str, exc: BaseException, debug: bool, text: str | None = None, hint: str = "") -> None:
+    """Print `prefix: message` as one line on stderr (the traceback first with --debug)."""
+    if debug:
+        traceback.print_exception(exc)
+    message = " ".join((text if text is not None else str(exc)).split()) or type(exc).__name__
+    err.print(f"{prefix}: {message}{hint}", highlight=False, markup=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: one line and exit code 2 for bad input, 1 for failures; --debug shows the traceback."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    """Entry point: bad input is one line on stderr and exit code 2, a failed run one line and exit code 1;
+    --debug adds the traceback. Returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
     try:
-        app(args=argv, prog_name="lotus-unlearn")  # standalone: usage errors print and exit 2 themselves
+        rv = app(args=args, prog_name="lotus-unlearn", standalone_mode=False)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except _CLICK_ERROR as exc:  # usage errors: unknown option, missing value, ill-typed option value
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # `lotus-unlearn` alone prints the help
+            return 2
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        _one_line("error", exc, debug, exc.format_message(), hint)
+        return int(getattr(exc, "exit_code", 2))
     except UserError as exc:
-        if debug:
-            traceback.print_exc()
-        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        _one_line("error", exc, debug)
         return 2
     except UnlearningFailed as exc:
-        if debug:
-            traceback.print_exc()
-        err.print(f"failed: {exc}", highlight=False, markup=False, soft_wrap=True)
+        _one_line("failed", exc, debug)
         return 1
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
-    return 0
+    except Exception as exc:  # a bug or an environment failure: still one line; the traceback with --debug
+        _one_line(
+            f"failed ({type(exc).__name__})",
+            exc,
+            debug,
+            hint="" if debug else " (rerun with --debug for the traceback)",
+        )
+        return 1
+    return rv if isinstance(rv, int) else 0
 
 
 def run() -> None:

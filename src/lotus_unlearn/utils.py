@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -90,9 +91,46 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def _tmp_prefix(path: Path) -> str:
+    host = "".join(c for c in platform.node() if c.isalnum() or c == "-")[:32] or "host"
+    return f".{path.name}.{host}.{os.getpid()}."
+
+
+def _sweep_stale(path: Path) -> None:
+    """Delete temporary files that a killed writer (SIGKILL, power loss) of `path` on this host left behind."""
+    if os.name != "posix":
+        return
+    own = _tmp_prefix(path)
+    host_prefix = own[: own.rindex(".", 0, -1) + 1]  # ".NAME.HOST."
+    for stale in path.parent.glob(glob.escape(host_prefix) + "*.tmp"):
+        pid = stale.name[len(host_prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
+
+    The file is fsynced before the rename and gets the usual umask permissions. Temporary files of writers of
+    `path` that were killed (so could not clean up) are removed first.
+    """
     path = Path(path)
     parent = path.parent
     if parent.exists() and not parent.is_dir():
@@ -103,11 +141,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise UserError(f"cannot write {path}: a parent folder is a file; choose another output path") from exc
     except OSError as exc:
         raise UserError(f"cannot create folder {parent}: {exc.strerror}; choose another output path") from exc
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    _sweep_stale(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}; free space or choose another path") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        with open(tmp_path, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp (and some writers' own temp files) make 0600
         os.replace(tmp_path, path)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)

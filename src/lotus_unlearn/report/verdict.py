@@ -1,0 +1,216 @@
+"""The verdict of a deletion report: pure functions from `evaluate`'s metrics dict to words and thresholds.
+
+Instance-wise requests (a list of samples, or a fraction of each class) are judged on two retrain-free checks:
+RF-JSD against its noise floor, and the entropy membership attack against the rate at which the same attack calls
+unseen test samples members. Class-wise requests (whole classes) are judged on forget accuracy against chance;
+RF-JSD is not meaningful there (its target, the original model on test images of the class, still recognises the
+class; see lotus-method.md §2.3). Either way, such metrics are evidence, not proof.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+# Utility: how much accuracy unlearning may cost before the report warns (absolute, 5 points).
+MAX_UTILITY_DROP = 0.05
+# MIA: the forget set's member rate may differ from the test member rate by sampling noise: max(2 SE, 2 points).
+MIA_Z = 2.0
+MIA_MIN_TOLERANCE = 0.02
+# Class-wise: forget accuracy may exceed chance (1/K) by sampling noise: 2 SE of a binomial at chance.
+CHANCE_Z = 2.0
+
+CAVEAT = (
+    "These metrics are evidence, not proof: they show that the tests used here cannot tell the forget set apart "
+    "from data the model never saw. Stronger attacks (e.g. LiRA with shadow models) or a comparison with a model "
+    "retrained without the data may still tell them apart, and unlearning by fine-tuning gives no formal "
+    "(certified) guarantee."
+)
+
+PASS, FAIL, NOT_CHECKED = "pass", "fail", "not checked"
+
+
+def _check(
+    name: str,
+    value: float | None,
+    threshold: str,
+    passed: bool | None,
+    meaning: str,
+    *,
+    decisive: bool = True,
+    role: str = "forgetting",
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "value": value,
+        "threshold": threshold,
+        "result": NOT_CHECKED if passed is None else (PASS if passed else FAIL),
+        "decisive": decisive,
+        "role": role,
+        "meaning": meaning,
+    }
+
+
+def _num(metrics: dict[str, Any], key: str) -> float | None:
+    value = metrics.get(key)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def num_classes(metrics: dict[str, Any]) -> int | None:
+    """The model's class count, from the per-class accuracies (or the entropy bins, whose top is ln K)."""
+    diag = metrics.get("diagnostics") or {}
+    per_class = (diag.get("per_class_acc") or {}).get("test")
+    if per_class:
+        return len(per_class)
+    bins = diag.get("entropy_bins")
+    if bins:
+        return round(math.exp(bins[-1]))
+    return None
+
+
+def rf_jsd_check(metrics: dict[str, Any]) -> dict[str, Any]:
+    """RF-JSD at or below the upper end of its noise floor's 95% interval."""
+    value = _num(metrics, "rf_jsd")
+    floor = (metrics.get("diagnostics") or {}).get("rf_jsd_floor")
+    meaning = (
+        "class by class, the unlearned model's mean prediction on the forget set is no further from the original "
+        "model's mean prediction on unseen test data than a same-sized sample of genuinely unseen (validation) data "
+        "is: the noise floor"
+    )
+    if value is None or not floor:
+        why = "needs the original model" if value is None else "needs a validation split for the noise floor"
+        return _check("RF-JSD vs noise floor", value, why, None, meaning)
+    high = float(floor["high"])
+    return _check(
+        "RF-JSD vs noise floor",
+        value,
+        f"≤ {high:.5f} (97.5th percentile of the noise floor; mean {float(floor['mean']):.5f})",
+        value <= high,
+        meaning,
+    )
+
+
+def mia_tolerance(test_rate: float, n_forget: int | None) -> float:
+    """Allowed |MIA - test member rate|: MIA_Z binomial standard errors at the test rate, at least 2 points."""
+    if not n_forget:
+        return MIA_MIN_TOLERANCE
+    se = math.sqrt(max(test_rate * (1.0 - test_rate), 0.0) / n_forget)
+    return max(MIA_MIN_TOLERANCE, MIA_Z * se)
+
+
+def mia_check(metrics: dict[str, Any], n_forget: int | None, *, decisive: bool = True) -> dict[str, Any]:
+    """The attack calls forget samples members about as often as unseen test samples (two-sided)."""
+    value = _num(metrics, "mia")
+    rate = _num(metrics.get("diagnostics") or {}, "mia_test_rate")
+    meaning = (
+        "an entropy membership attack (members = retain, non-members = test ∪ val) calls forget samples training "
+        "members about as often as it calls unseen test samples members; far above means the forget set is still "
+        "remembered, far below means it stands out as deliberately forgotten (the Streisand effect)"
+    )
+    if value is None or rate is None:
+        return _check("MIA vs test member rate", value, "needs the test member rate", None, meaning, decisive=decisive)
+    tol = mia_tolerance(rate, n_forget)
+    return _check(
+        "MIA vs test member rate",
+        value,
+        f"within {rate:.4f} ± {tol:.4f} (the attack's member rate on unseen test samples ± sampling noise)",
+        abs(value - rate) <= tol,
+        meaning,
+        decisive=decisive,
+    )
+
+
+def chance_check(metrics: dict[str, Any], n_forget: int | None) -> dict[str, Any]:
+    """Forget accuracy at or below chance (1/K) plus sampling noise."""
+    value = _num(metrics, "acc_forget")
+    k = num_classes(metrics)
+    meaning = "the model no longer recognises the forgotten class(es) better than guessing among all classes"
+    if value is None or not k:
+        return _check("forget accuracy vs chance", value, "needs the class count", None, meaning)
+    chance = 1.0 / k
+    tol = CHANCE_Z * math.sqrt(chance * (1.0 - chance) / n_forget) if n_forget else 0.0
+    return _check(
+        "forget accuracy vs chance",
+        value,
+        f"≤ {chance + tol:.4f} (chance 1/{k} = {chance:.4f} + {CHANCE_Z:g} standard errors)",
+        value <= chance + tol,
+        meaning,
+    )
+
+
+def utility_check(metrics: dict[str, Any], kind: str) -> dict[str, Any]:
+    """Accuracy kept: test accuracy (instance-wise) or retain accuracy (class-wise, whose test set still holds
+    the forgotten classes) may drop at most MAX_UTILITY_DROP from the original model's."""
+    split = "retain" if kind == "class" else "test"
+    value, before = _num(metrics, f"acc_{split}"), _num(metrics, f"original_acc_{split}")
+    meaning = f"the model stays useful: its {split} accuracy is close to the original model's"
+    if value is None or before is None:
+        return _check(
+            f"{split} accuracy kept", value, "needs the original model", None, meaning, decisive=False, role="utility"
+        )
+    return _check(
+        f"{split} accuracy kept",
+        value,
+        f"≥ {before - MAX_UTILITY_DROP:.4f} (original {before:.4f} − {MAX_UTILITY_DROP:g})",
+        value >= before - MAX_UTILITY_DROP,
+        meaning,
+        decisive=False,
+        role="utility",
+    )
+
+
+def verdict(metrics: dict[str, Any], forget_kind: str = "instance", n_forget: int | None = None) -> dict[str, Any]:
+    """Judge one unlearning run from `evaluate`'s output.
+
+    Returns {"status": "forgotten" | "not forgotten" | "inconclusive", "headline", "checks" (each with value,
+    threshold, result, meaning; `decisive` ones decide the status), "notes", "caveat"}.
+    """
+    if forget_kind not in ("instance", "class"):
+        raise ValueError(f"forget_kind must be 'instance' or 'class', got {forget_kind!r}")
+    if n_forget is None:
+        n_forget = ((metrics.get("diagnostics") or {}).get("sizes") or {}).get("forget")
+    notes: list[str] = []
+    if forget_kind == "class":
+        checks = [chance_check(metrics, n_forget), mia_check(metrics, n_forget, decisive=False)]
+        notes.append(
+            "Class-wise request: RF-JSD is not used, because its target (the original model on test images of the "
+            "forgotten class) still recognises the class and would reward keeping it. The membership attack is "
+            "shown for information only."
+        )
+    else:
+        checks = [rf_jsd_check(metrics), mia_check(metrics, n_forget)]
+    checks.append(utility_check(metrics, forget_kind))
+
+    decisive = [c for c in checks if c["decisive"]]
+    if any(c["result"] == FAIL for c in decisive):
+        status = "not forgotten"
+        failed = ", ".join(c["name"] for c in decisive if c["result"] == FAIL)
+        headline = f"Not shown to be forgotten: the forget set still stands out ({failed} failed)."
+    elif any(c["result"] == NOT_CHECKED for c in decisive):
+        status = "inconclusive"
+        missing = ", ".join(c["name"] for c in decisive if c["result"] == NOT_CHECKED)
+        headline = f"Inconclusive: {missing} could not be checked (evaluate with the original model and a val split)."
+    else:
+        status = "forgotten"
+        headline = (
+            "Evidence of forgetting: on every retrain-free check, the forget set now looks like data the model never "
+            "saw."
+            if forget_kind == "instance"
+            else "Evidence of forgetting: the model no longer recognises the forgotten class(es) better than chance."
+        )
+    utility = checks[-1]
+    if utility["result"] == FAIL:
+        notes.append(f"Warning: utility dropped; {utility['name']} failed ({utility['threshold']}).")
+    if forget_kind == "instance":
+        before_rf, floor = _num(metrics, "original_rf_jsd"), (metrics.get("diagnostics") or {}).get("rf_jsd_floor")
+        if before_rf is not None and floor and before_rf <= float(floor["high"]):
+            notes.append(
+                "The original model's RF-JSD was already within the noise floor: it did not treat the forget set "
+                "differently from unseen data, so there was little to forget."
+            )
+    if "avg_gap" in metrics:
+        notes.append(
+            f"Against the retrained gold model: Avg Gap {float(metrics['avg_gap']):.4f}, JSD {float(metrics['jsd']):.5f} "
+            "(lower is closer to retraining from scratch without the forget set)."
+        )
+    return {"status": status, "headline": headline, "checks": checks, "notes": notes, "caveat": CAVEAT}
