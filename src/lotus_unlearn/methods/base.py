@@ -78,6 +78,7 @@ class Context:
     noise: torch.Generator  # on `device`: random targets and noise
     num_classes: int
     log: list[dict[str, Any]] = field(default_factory=list)
+    param_mask: ParamMask | None = None  # when set, `step` updates only the masked-in weights (SalUn)
 
     @property
     def augment(self) -> Augment | None:
@@ -85,14 +86,24 @@ class Context:
         return aug if self.cfg.augment else None
 
     def batches(
-        self, data: Dataset, *, shuffle: bool = True, augment: bool = True
+        self,
+        data: Dataset,
+        *,
+        shuffle: bool = True,
+        augment: bool = True,
+        batch_size: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Training (shuffled, augmented) or evaluation batches of `data` on the method's device."""
+        """Training (shuffled, augmented) or evaluation batches of `data` on the method's device.
+
+        `batch_size` overrides the config's; `generator` (CPU) gives a second, independent data-order stream.
+        """
+        default_size = self.cfg.batch_size if shuffle else self.cfg.eval_batch_size
         return batches(
             data,
-            self.cfg.batch_size if shuffle else self.cfg.eval_batch_size,
+            batch_size or default_size,
             shuffle=shuffle,
-            generator=self.generator,
+            generator=generator if generator is not None else self.generator,
             augment=self.augment if augment else None,
             device=self.device,
         )
@@ -244,13 +255,18 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 def step(
     ctx: Context, optimizer: torch.optim.Optimizer, loss: torch.Tensor, where: str, clip: float | None = None
 ) -> float:
-    """One optimisation step on `loss`; refuses a non-finite loss."""
+    """One optimisation step on `loss`; refuses a non-finite loss. With `ctx.param_mask` set, masked-out
+    weights get no gradient and are restored after the step (so weight decay and momentum cannot move them)."""
     check_finite(loss, where)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if ctx.param_mask is not None:
+        ctx.param_mask.mask_grads()
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), clip)
     optimizer.step()
+    if ctx.param_mask is not None:
+        ctx.param_mask.restore(optimizer)
     return float(loss.detach())
 
 
@@ -298,8 +314,138 @@ def random_subset(data: Dataset, fraction: float, generator: torch.Generator) ->
     """A seeded random subset of floor(fraction * len(data)) samples (at least one)."""
     if not 0.0 < fraction <= 1.0:
         raise UserError(f"retain_fraction must be in (0, 1], got {fraction}")
-    n = max(1, math.floor(fraction * len(data)))
+    n = max(1, math.floor(fraction * len(data) + 1e-9))  # 0.7 * 90 is 62.99... in floating point
     pos = torch.randperm(len(data), generator=generator)[:n].sort().values
     if isinstance(data, TensorData):
         return data.subset(pos)
     return torch.utils.data.Subset(data, pos.tolist())
+
+
+# --- shared blocks of the baselines -------------------------------------------------------------------------------
+
+
+class ParamMask:
+    """Which entries of which parameters an unlearning run may change (SalUn's weight-saliency mask).
+
+    Install it as `ctx.param_mask`; `step` then zeroes the gradients of masked-out entries and, after the
+    optimizer step, copies their saved values back and clears their optimizer state. The whole update of a
+    masked-out weight (gradient, weight decay, momentum, Adam moments) is therefore undone: it stays bit-identical
+    to its value when the mask was made.
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter], keep: Iterable[torch.Tensor]) -> None:
+        self.entries: list[tuple[nn.Parameter, torch.Tensor, torch.Tensor]] = []
+        for p, k in zip(params, keep, strict=True):
+            if k.shape != p.shape:
+                raise ValueError(f"mask shape {tuple(k.shape)} does not match parameter shape {tuple(p.shape)}")
+            self.entries.append((p, k.to(device=p.device, dtype=torch.bool), p.detach().clone()))
+
+    @classmethod
+    def top_fraction(cls, params: Iterable[nn.Parameter], scores: Iterable[torch.Tensor], density: float) -> ParamMask:
+        """Keep the `density` fraction of entries with the largest scores, ranked over all parameters at once
+        (exactly round(density * N) entries; ties broken by position)."""
+        if not 0.0 < density <= 1.0:
+            raise UserError(f"mask_density must be in (0, 1], got {density}")
+        params, scores = list(params), [s.detach().float().flatten().cpu() for s in scores]
+        flat = torch.cat(scores)
+        k = max(1, round(density * flat.numel()))
+        keep_flat = torch.zeros(flat.numel(), dtype=torch.bool)
+        keep_flat[torch.argsort(flat, descending=True, stable=True)[:k]] = True
+        keep = [part.view_as(p) for part, p in zip(keep_flat.split([s.numel() for s in scores]), params, strict=True)]
+        return cls(params, keep)
+
+    @property
+    def density(self) -> float:
+        """Fraction of the covered entries that may change."""
+        kept = sum(int(k.sum()) for _, k, _ in self.entries)
+        return kept / max(1, sum(k.numel() for _, k, _ in self.entries))
+
+    def mask_grads(self) -> None:
+        for p, keep, _ in self.entries:
+            if p.grad is not None:
+                p.grad.masked_fill_(~keep, 0.0)
+
+    @torch.no_grad()
+    def restore(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Put masked-out entries back to their saved values and zero their optimizer state (momentum, moments)."""
+        for p, keep, saved in self.entries:
+            p.copy_(torch.where(keep, p, saved))
+            state = optimizer.state.get(p, {}) if optimizer is not None else {}
+            for value in state.values():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                    value.masked_fill_(~keep, 0.0)
+
+
+def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """T^2 * mean over the batch of KL(softmax(teacher / T) || softmax(student / T)): knowledge-distillation KL
+    with Hinton et al.'s T^2 scaling (used by Bad Teacher and SCRUB). Rows of `teacher_logits` may come from
+    different teachers."""
+    t = float(temperature)
+    if t <= 0:
+        raise UserError(f"temperature must be > 0, got {temperature}")
+    log_s = F.log_softmax(student_logits.float() / t, dim=1)
+    log_t = F.log_softmax(teacher_logits.float() / t, dim=1)
+    return F.kl_div(log_s, log_t, reduction="batchmean", log_target=True) * (t * t)
+
+
+def random_wrong_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator | None) -> torch.Tensor:
+    """A label drawn uniformly from the num_classes - 1 classes other than y, per sample."""
+    if num_classes < 2:
+        raise UserError("random wrong labels need at least 2 classes")
+    shift = torch.randint(1, num_classes, y.shape, generator=generator, device=y.device)
+    return (y + shift) % num_classes
+
+
+def endless_batches(
+    ctx: Context, data: Dataset, generator: torch.Generator, batch_size: int | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Shuffled training batches of `data`, reshuffled every pass, forever (a second stream beside the main one)."""
+    while True:
+        yield from ctx.batches(data, generator=generator, batch_size=batch_size)
+
+
+def mean_gradients(ctx: Context, model: nn.Module, data: Dataset, *, square: bool = False) -> list[torch.Tensor]:
+    """Mean over batches of the gradient of the batch-mean cross-entropy at the current weights, or of its
+    elementwise square with `square=True` (the diagonal empirical Fisher as SSD computes it). Eval mode, no
+    augmentation, no optimizer; one tensor per `model.parameters()` entry (zeros where there is no gradient)."""
+    params = list(model.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    if not trainable:
+        raise UserError("the model has no trainable parameters")
+    totals = {id(p): torch.zeros_like(p, dtype=torch.float32) for p in params}
+    was_training = model.training
+    model.eval()
+    n = 0
+    for x, y, _ in ctx.batches(data, augment=False):
+        with ctx.autocast():
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        check_finite(loss, "the gradient pass")
+        grads = torch.autograd.grad(loss, trainable, allow_unused=True)
+        for p, g in zip(trainable, grads, strict=True):
+            if g is not None:
+                totals[id(p)] += g.float().pow(2) if square else g.float()
+        n += 1
+    model.train(was_training)
+    return [totals[id(p)] / max(n, 1) for p in params]
+
+
+def reinitialized_copy(model: nn.Module, seed: int) -> nn.Module:
+    """A CPU copy of `model` with fresh weights: every module's own `reset_parameters()` (or `_reset_parameters()`)
+    under a private CPU generator seeded with `seed`, which also resets BatchNorm statistics. Parameters that no
+    module resets (e.g. a ViT's class token or position embedding) are drawn from a truncated N(0, 0.02^2).
+    The global RNG state is left as it was."""
+    fresh = copy.deepcopy(model).cpu()
+    covered: set[int] = set()
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        for module in fresh.modules():
+            reset = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
+            if callable(reset):
+                reset()
+                covered.update(id(p) for p in module.parameters(recurse=False))
+        with torch.no_grad():
+            for p in fresh.parameters():
+                if id(p) not in covered:
+                    nn.init.trunc_normal_(p, std=0.02)
+    return fresh
