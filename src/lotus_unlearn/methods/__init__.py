@@ -7,7 +7,19 @@ from typing import Any
 import torch.nn as nn
 
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.methods import lotus  # noqa: F401  (each module registers its method)
+from lotus_unlearn.methods import (
+    bad_teacher,  # noqa: F401
+    finetune,  # noqa: F401
+    lotus,  # noqa: F401  (each module registers its method)
+    neggrad,  # noqa: F401
+    neggrad_plus,  # noqa: F401
+    random_label,  # noqa: F401
+    retrain,  # noqa: F401
+    salun,  # noqa: F401
+    scrub,  # noqa: F401
+    ssd,  # noqa: F401
+    unsir,  # noqa: F401
+)
 from lotus_unlearn.methods.base import METHODS, Config, Context, Method, UnlearnResult, register
 
 
