@@ -214,3 +214,10 @@ def test_dev_full_as_output_is_refused(env: Env, capsys) -> None:
     assert main([*unlearn(env), "--out", "/dev/full"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "/dev/full is a file" in err
+
+
+def test_help_exits_0(capsys) -> None:
+    assert main(["--help"]) == 0
+    assert main(["unlearn", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "lotus-unlearn unlearn --checkpoint" in out and "--forget-class" in out

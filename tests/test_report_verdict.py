@@ -71,11 +71,14 @@ def test_mia_far_from_test_member_rate_fails_both_ways(mia: float) -> None:
 
 def test_mia_tolerance_is_binomial_noise_with_a_floor() -> None:
     assert mia_tolerance(0.5, 100) == pytest.approx(2 * math.sqrt(0.25 / 100))  # 0.1
+    assert mia_tolerance(0.5, 100, 300) == pytest.approx(2 * math.sqrt(0.25 * (1 / 100 + 1 / 300)))
     assert mia_tolerance(0.0, 100) == MIA_MIN_TOLERANCE
     assert mia_tolerance(0.5, None) == MIA_MIN_TOLERANCE
-    # inside the band passes, just outside fails
-    assert verdict(metrics(mia=0.48 + 0.099), "instance")["status"] == "forgotten"
-    assert verdict(metrics(mia=0.48 + 0.101), "instance")["status"] == "not forgotten"
+    # inside the band passes, just outside fails: test rate 0.48, 100 forget and 500 test samples
+    tol = 2 * math.sqrt(0.48 * 0.52 * (1 / 100 + 1 / 500))
+    assert verdict(metrics(mia=0.48 + tol - 0.001), "instance")["status"] == "forgotten"
+    assert verdict(metrics(mia=0.48 + tol + 0.001), "instance")["status"] == "not forgotten"
+    assert verdict(metrics(mia=0.48 - tol - 0.001), "instance")["status"] == "not forgotten"
 
 
 def test_missing_noise_floor_or_original_is_inconclusive() -> None:

@@ -251,7 +251,8 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, bool) or value is None:
         return "–" if value is None else str(value)
     if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
+        small_or_huge = value != 0 and not 1e-3 <= abs(value) < 1e6
+        return f"{value:.{digits}g}" if small_or_huge else f"{value:.{digits}f}"
     return str(value)
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 # Utility: how much accuracy unlearning may cost before the report warns (absolute, 5 points).
 MAX_UTILITY_DROP = 0.05
-# MIA: the forget set's member rate may differ from the test member rate by sampling noise: max(2 SE, 2 points).
+# MIA: the forget set's member rate may differ from the test member rate by sampling noise: max(2 SE, 2 points),
+# SE of the difference of two binomial rates (forget and test sizes).
 MIA_Z = 2.0
 MIA_MIN_TOLERANCE = 0.02
 # Class-wise: forget accuracy may exceed chance (1/K) by sampling noise: 2 SE of a binomial at chance.
@@ -90,18 +91,22 @@ def rf_jsd_check(metrics: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def mia_tolerance(test_rate: float, n_forget: int | None) -> float:
-    """Allowed |MIA - test member rate|: MIA_Z binomial standard errors at the test rate, at least 2 points."""
+def mia_tolerance(test_rate: float, n_forget: int | None, n_test: int | None = None) -> float:
+    """Allowed |MIA - test member rate|: MIA_Z standard errors of the difference of two binomial rates at the
+    test rate (forget and, when known, test sample sizes), at least MIA_MIN_TOLERANCE."""
     if not n_forget:
         return MIA_MIN_TOLERANCE
-    se = math.sqrt(max(test_rate * (1.0 - test_rate), 0.0) / n_forget)
+    inv_n = 1.0 / n_forget + (1.0 / n_test if n_test else 0.0)
+    se = math.sqrt(max(test_rate * (1.0 - test_rate), 0.0) * inv_n)
     return max(MIA_MIN_TOLERANCE, MIA_Z * se)
 
 
 def mia_check(metrics: dict[str, Any], n_forget: int | None, *, decisive: bool = True) -> dict[str, Any]:
     """The attack calls forget samples members about as often as unseen test samples (two-sided)."""
     value = _num(metrics, "mia")
-    rate = _num(metrics.get("diagnostics") or {}, "mia_test_rate")
+    diag = metrics.get("diagnostics") or {}
+    rate = _num(diag, "mia_test_rate")
+    n_test = (diag.get("sizes") or {}).get("test")
     meaning = (
         "an entropy membership attack (members = retain, non-members = test ∪ val) calls forget samples training "
         "members about as often as it calls unseen test samples members; far above means the forget set is still "
@@ -109,7 +114,7 @@ def mia_check(metrics: dict[str, Any], n_forget: int | None, *, decisive: bool =
     )
     if value is None or rate is None:
         return _check("MIA vs test member rate", value, "needs the test member rate", None, meaning, decisive=decisive)
-    tol = mia_tolerance(rate, n_forget)
+    tol = mia_tolerance(rate, n_forget, n_test)
     return _check(
         "MIA vs test member rate",
         value,
