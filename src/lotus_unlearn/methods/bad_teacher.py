@@ -56,9 +56,8 @@ class BadTeacher(Method):
     )
     Config = BadTeacherConfig
     notes = (
-        "LoTUS paper: 10 epochs (ResNet) / 3 (ViT) instead of the paper's 1. The reference does not shuffle "
-        "and its ViT 'incompetent' teacher keeps pretrained weights; here batches are shuffled and every "
-        "teacher weight is re-initialised"
+        "10 epochs (ResNet) / 3 (ViT) instead of the paper's 1; its reference code does not shuffle and its ViT "
+        "'incompetent' teacher keeps the pretrained weights (here: shuffled, every teacher weight re-initialised)"
     )
 
     def run(self, ctx: Context) -> int:

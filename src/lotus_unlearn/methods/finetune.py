@@ -27,7 +27,7 @@ class Finetune(Method):
     summary = "keep training on the retain set only (cross-entropy, SGD)"
     citation = "Warnecke et al., Machine Unlearning of Features and Labels, NDSS 2023 (fine-tuning baseline)"
     Config = FinetuneConfig
-    notes = "LoTUS paper: SGD lr 1e-3, momentum 0.9, wd 5e-4, 10 epochs (ResNet) / 3 (ViT) - the defaults here"
+    notes = "the same (SGD 1e-3, momentum 0.9, wd 5e-4), 10 epochs (ResNet) / 3 (ViT)"
 
     def run(self, ctx: Context) -> int:
         optimizer = make_optimizer(ctx.model.parameters(), ctx.cfg)

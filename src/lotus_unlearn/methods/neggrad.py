@@ -36,8 +36,8 @@ class NegGrad(Method):
     citation = "Golatkar et al., Eternal Sunshine of the Spotless Net, CVPR 2020 (NegGrad baseline)"
     Config = NegGradConfig
     notes = (
-        "LoTUS paper: SGD, 10 epochs (ResNet) / 3 (ViT); the reference's NegGrad-family sign flip is a no-op, "
-        "ours ascends. lr 1e-4 as SalUn's GA baseline; the guard (clip 1.0, stop at ln K) is ours"
+        "SGD, 10 epochs (ResNet) / 3 (ViT); its reference's sign flip is a no-op (descent), ours ascends. "
+        "lr 1e-4 as SalUn's GA baseline; the guard (clip 1.0, stop at ln K) is ours"
     )
 
     def run(self, ctx: Context) -> int:

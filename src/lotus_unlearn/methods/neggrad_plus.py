@@ -41,8 +41,8 @@ class NegGradPlus(Method):
     citation = "Kurmanji et al., Towards Unbounded Machine Unlearning, NeurIPS 2023 (NegGrad+)"
     Config = NegGradPlusConfig
     notes = (
-        "LoTUS paper: SGD 1e-3, 10 epochs (ResNet) / 3 (ViT); beta 0.999 as in the SCRUB paper, tune it. "
-        "The reference's sign flip is a no-op (it runs descent on the forget set); ours ascends"
+        "SGD 1e-3, 10 epochs (ResNet) / 3 (ViT), beta tuned (0.999 as in the SCRUB paper); its reference's "
+        "sign flip is a no-op (descent on the forget set), ours ascends"
     )
 
     def run(self, ctx: Context) -> int:

@@ -23,9 +23,8 @@ class Retrain(Method):
     citation = "exact unlearning by retraining (e.g. Bourtoule et al., Machine Unlearning, IEEE S&P 2021)"
     Config = RetrainConfig
     notes = (
-        "pass the recipe the original was trained with (epochs, lr, batch_size, ...); with the same seed and "
-        "the architecture's own initialisation it reproduces `train_model(fresh model, retain)` exactly. "
-        "LoTUS paper: ResNet18 SGD 0.1, 150 epochs, warm-up 30, batch 512; ViT SGD 1e-4, 30 epochs"
+        "ResNet18: SGD 0.1, 150 epochs, 30 warm-up, batch 512; ViT: SGD 1e-4, 30 epochs. Pass the original's "
+        "recipe: with its seed this reproduces train_model(fresh model, retain) exactly"
     )
 
     def run(self, ctx: Context) -> int:

@@ -48,9 +48,8 @@ class Salun(Method):
     )
     Config = SalunConfig
     notes = (
-        "LoTUS paper: mask of the top 10% (SalUn's default is 50%); SalUn(LoTUS) was its best method on "
-        "TinyImageNet. Other hyper-parameters are the base method's (base=random_label: SGD 1e-3, 10 epochs; "
-        "SalUn's own RL runs used SGD, batch 256, lr tuned around 1e-2..1e-1)"
+        "mask of the top 10% (SalUn's default: 50%); SalUn(LoTUS) was its best method on TinyImageNet. Other "
+        "hyper-parameters are the base method's (SalUn's own RL runs: SGD, batch 256, lr tuned around 1e-2..1e-1)"
     )
 
     def __init__(self, **hparams: Any) -> None:

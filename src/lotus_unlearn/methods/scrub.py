@@ -40,8 +40,8 @@ class Scrub(Method):
     citation = "Kurmanji et al., Towards Unbounded Machine Unlearning, NeurIPS 2023"
     Config = ScrubConfig
     notes = (
-        "LoTUS paper: Adam 5e-4, wd 5e-4 (CIFAR-100) or 0.1, 10 epochs (ResNet) / 3 (ViT). The reference's "
-        "optimizer updates a different module, so its SCRUB returns the original model unchanged"
+        "Adam 5e-4, wd 5e-4 (CIFAR-100) or 0.1, 10 epochs (ResNet) / 3 (ViT); its reference's optimizer "
+        "updates another module, so its SCRUB returned the original unchanged"
     )
 
     def run(self, ctx: Context) -> int:

@@ -60,8 +60,8 @@ class SSD(Method):
     )
     Config = SSDConfig
     notes = (
-        "alpha 10, lambda 1 as the SSD paper's ResNet/ViT runs. The LoTUS reference applies the dampening once "
-        "per epoch (10x on ResNet); it is one-shot here and `epochs` is ignored"
+        "alpha 10, lambda 1 as here, but its reference applies the dampening once per epoch (10x on ResNet); "
+        "one-shot here, `epochs` is ignored"
     )
 
     def run(self, ctx: Context) -> int:

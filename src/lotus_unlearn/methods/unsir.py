@@ -110,9 +110,9 @@ class Unsir(Method):
     citation = "Tarun et al., Fast Yet Effective Machine Unlearning, IEEE TNNLS 2023 (UNSIR)"
     Config = UnsirConfig
     notes = (
-        "class-wise by design; instance-wise forget sets run a documented per-class variant. The LoTUS "
-        "reference learns noise per forget batch with one step, an MSE-to-forget-logits objective, retain "
-        "labels on the noise and clamping to [0, 1] in normalised space; none of that is copied"
+        "its reference runs it per forget batch on instance-wise sets, with one noise step, an MSE-to-forget-logits "
+        "objective, retain labels on the noise and clamping to [0, 1] in normalised space (none copied). Here: "
+        "class-wise by design, with a documented per-class variant for instance-wise sets"
     )
 
     def run(self, ctx: Context) -> int:
