@@ -311,12 +311,17 @@ def test_unsir_instance_wise_runs_the_per_class_variant(digits_split, digits_ori
 # --- Retrain -----------------------------------------------------------------------------------------------------
 
 
-def test_retrain_reproduces_the_gold_recipe(digits_split, digits_original, digits_gold):
-    """Re-initialising the original's architecture with the same seed gives the same initial weights as building
-    it fresh, so retraining with the fixture's recipe reproduces `digits_gold` exactly."""
+def test_retrain_reproduces_training_a_fresh_model_on_retain(digits_split, digits_original):
+    """Re-initialising the original's architecture with the seed that built it gives the same initial weights as
+    building it fresh, so retrain equals `train_model(fresh model, retain)` with the same recipe, bit for bit.
+    (Compared in-test rather than with the `digits_gold` fixture: summation order, hence the last bits, depends
+    on the torch thread count the fixture was built under.)"""
     forget, retain = digits_split
-    result = lu.unlearn(digits_original, forget, retain, method="retrain", epochs=15, lr=0.05, batch_size=64, **FAST)
-    assert equal_states(result.model, digits_gold)
+    recipe = {"epochs": 15, "lr": 0.05, "batch_size": 64, **FAST}
+    result = lu.unlearn(digits_original, forget, retain, method="retrain", **recipe)
+    torch.manual_seed(0)  # how the fixtures build the architecture
+    fresh = lu.create_model("cnn", num_classes=10, in_channels=1, image_size=8, width=16, hidden=128)
+    assert equal_states(result.model, lu.train_model(fresh, retain, **recipe).model)
     assert result.epochs_run == 15 and len(result.log) == 15
 
 
