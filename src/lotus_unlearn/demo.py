@@ -113,7 +113,7 @@ def run_demo(
         },
     )
     write_report(report, out)
-    console.print(f"wrote {out}/model.safetensors, report.json, report.md")
+    console.print(f"wrote {out}/model.safetensors, split.json, report.json, report.md, report.html")
     return report
 
 

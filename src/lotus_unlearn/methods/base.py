@@ -145,7 +145,8 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
                 return str(value)
         except (TypeError, ValueError):
             continue
-    raise UserError(f"hyper-parameter {name}={value!r} is not a valid {typ}; pass a value of that type")
+    names = " or ".join(getattr(t, "__name__", str(t)) for t in options if t is not type(None))
+    raise UserError(f"hyper-parameter {name}={value!r} is not a valid {names}; pass a value of that type")
 
 
 def build_config(cfg_cls: type, hparams: dict[str, Any], method: str) -> Any:
