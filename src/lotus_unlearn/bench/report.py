@@ -1,0 +1,166 @@
+"""`bench report`: tables (Markdown, CSV, LaTeX), the RF-JSD / JSD correlation, the alpha sweep, and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lotus_unlearn.bench import plots
+from lotus_unlearn.bench.tables import (
+    COLUMNS,
+    aggregate,
+    alpha_sweep,
+    by_benchmark,
+    csv_rows,
+    latex_table,
+    markdown_table,
+    rf_jsd_correlation,
+)
+from lotus_unlearn.utils import write_text_atomic
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+
+
+def _f(x: float | None, fmt: str = ".4f") -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:{fmt}}"
+
+
+def alpha_markdown(sweep: Mapping[str, Any]) -> str:
+    stats = sweep["stats"]
+    lines = [
+        "| alpha | Avg Gap | Avg Gap (on means) | Acc_f | Acc_val | val RF-JSD | floor (mean / 97.5%) | RF-JSD (test) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for a, s in stats.items():
+        m, sd = s.mean, s.std
+        lines.append(
+            f"| {a:g} | {_f(m.get('avg_gap'))} ± {_f(sd.get('avg_gap'))} | {_f(m.get('avg_gap_on_means'))} | "
+            f"{_f(m.get('acc_forget'))} | {_f(m.get('acc_val'))} | {_f(m.get('sel_rf_jsd'), '.2e')} | "
+            f"{_f(m.get('sel_floor_mean'), '.2e')} / {_f(m.get('sel_floor_high'), '.2e')} | {_f(m.get('rf_jsd'), '.2e')} |"
+        )
+    lines.append("")
+    lines.append(f"Retrain-free rule (tolerance {sweep['tol']:g} on validation accuracy; see `bench/alpha.py`):")
+    lines.append("")
+    lines.append("| seed | rule's pick (reason) | Avg-Gap-optimal alpha |")
+    lines.append("|---|---:|---:|")
+    for seed, p in sweep["per_seed"].items():
+        rule = p["rule"]
+        lines.append(
+            f"| {seed} | {rule['alpha']:g} ({rule['reason']}) | {p['avg_gap_best']:g} |"
+            if rule
+            else f"| {seed} | – | {p['avg_gap_best']} |"
+        )
+    om = sweep["on_means"]
+    if om["rule"]:
+        lines.append(f"| seed means | {om['rule']['alpha']:g} ({om['rule']['reason']}) | {om['avg_gap_best']:g} |")
+    return "\n".join(lines)
+
+
+def build_report(rows: Sequence[Mapping[str, Any]], out: str | Path, *, sources: Sequence[str] = ()) -> dict[str, Any]:
+    """Write results.md, results.csv, results.tex and PNG plots into `out`; return the paths and the numbers."""
+    out = Path(out)
+    benches = by_benchmark(rows)
+    md = ["# Benchmark results", ""]
+    commits = sorted({str(r.get("git_commit")) for r in rows if r.get("git_commit")})
+    ok = sum(r.get("status") == "ok" for r in rows)
+    md.append(
+        f"{len(rows)} cells ({ok} ok, {len(rows) - ok} failed) from {', '.join(sources) or 'the store'}; "
+        f"git commit(s): {', '.join(c[:10] for c in commits) or 'unknown'}."
+    )
+    versions = next((r.get("versions") for r in rows if r.get("versions")), None)
+    if versions:
+        md.append(
+            f"torch {versions.get('torch')}, Python {versions.get('python')}, {versions.get('platform')}, "
+            f"GPU: {versions.get('cuda_device') or 'none (CPU)'}, torch threads {versions.get('torch_threads')}."
+        )
+    md += [
+        "",
+        "Mean ± std (population, over seeds). **Bold** = best among the unlearning methods: closest to the gold "
+        "(Retrain) row for MIA and the accuracies, lowest for Avg Gap, JSD, RF-JSD and time. Avg Gap is the mean of "
+        "the per-seed gaps; Avg Gap (on means) is the gap between seed-averaged metrics (the reference's form). JSD and "
+        "RF-JSD are the textbook forms (natural log, mean over samples / classes); time is the unlearning call only "
+        "(Original / Retrain: their training).",
+        "",
+    ]
+    csv_all: list[dict[str, Any]] = []
+    tex: list[str] = []
+    files: dict[str, str] = {}
+    numbers: dict[str, Any] = {"benchmarks": {}}
+    corr = rf_jsd_correlation(rows, compat=True)
+    corr_ours = rf_jsd_correlation(rows, compat=False)
+    for bench, rs in benches.items():
+        stats = aggregate(rs)
+        slug = _slug(bench)
+        md += [f"## {bench}", "", markdown_table(stats), ""]
+        seeds = sorted({r["seed"] for r in rs})
+        md.append(f"Seeds: {', '.join(map(str, seeds))}.")
+        md.append("")
+        csv_all += csv_rows(bench, stats)
+        tex.append(latex_table(stats, f"{bench}: mean $\\pm$ std over {len(seeds)} seeds"))
+        pics = [
+            plots.avg_gap_plot(stats, f"{bench}: Avg Gap", out / f"{slug}_avg_gap.png"),
+            plots.rf_jsd_scatter(
+                stats, f"{bench}: RF-JSD vs JSD", out / f"{slug}_rf_jsd_vs_jsd.png", corr["per_benchmark"].get(bench)
+            ),
+            plots.entropy_histograms(rs, bench, out / f"{slug}_entropy.png"),
+        ]
+        sweep = alpha_sweep(rs)
+        if sweep is not None:
+            pics.append(plots.alpha_plot(sweep, f"{bench}: LoTUS alpha sweep", out / f"{slug}_alpha.png"))
+        for p in pics:
+            if p is not None:
+                md.append(f"![{p.stem}]({p.name})")
+                files[p.stem] = str(p)
+        md.append("")
+        if sweep is not None:
+            md += ["### LoTUS alpha sweep", "", alpha_markdown(sweep), ""]
+        numbers["benchmarks"][bench] = {
+            "stats": {s.method: {"mean": s.mean, "std": s.std, "seeds": s.seeds} for s in stats},
+            "alpha_sweep": None
+            if sweep is None
+            else {
+                "per_seed": {str(k): v for k, v in sweep["per_seed"].items()},
+                "on_means": sweep["on_means"],
+            },
+        }
+    md += ["## RF-JSD against JSD (Pearson correlation)", ""]
+    md.append(
+        "Per benchmark over the method means (the unlearning methods and Gold; Original left out), then averaged "
+        "over benchmarks, as the paper computes its 0.92 ± 0.04."
+    )
+    md += ["", "| benchmark | units | r (with Gold) | r (without Gold) | methods |", "|---|---|---:|---:|---:|"]
+    for units, c in (("reference ×1e4", corr), ("textbook", corr_ours)):
+        for bench, p in c["per_benchmark"].items():
+            md.append(
+                f"| {bench} | {units} | {_f(p['with_gold'], '.3f')} | {_f(p['without_gold'], '.3f')} | {p['n_methods']} |"
+            )
+        md.append(
+            f"| **mean over {c['with_gold']['n_benchmarks']} benchmark(s)** | {units} | "
+            f"{_f(c['with_gold']['mean'], '.3f')} ± {_f(c['with_gold']['std'], '.3f')} | "
+            f"{_f(c['without_gold']['mean'], '.3f')} ± {_f(c['without_gold']['std'], '.3f')} | |"
+        )
+    numbers["pcc"] = {"reference_units": corr, "textbook": corr_ours}
+    failed = [r for r in rows if r.get("status") != "ok"]
+    if failed:
+        md += ["", "## Failed cells", ""] + [f"- `{r['cell_id']}`: {r.get('error')}" for r in failed]
+    text = "\n".join(md) + "\n"
+    write_text_atomic(out / "results.md", text)
+    buf = io.StringIO()
+    fields = ["benchmark", "method", "n_seeds"] + [f"{c.key}_{s}" for c in COLUMNS for s in ("mean", "std")] + ["best"]
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(csv_all)
+    write_text_atomic(out / "results.csv", buf.getvalue())
+    write_text_atomic(out / "results.tex", "\n\n".join(tex) + "\n")
+    files.update(
+        {"markdown": str(out / "results.md"), "csv": str(out / "results.csv"), "latex": str(out / "results.tex")}
+    )
+    return {"files": files, "markdown": text, "numbers": numbers}
