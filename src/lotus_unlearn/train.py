@@ -92,4 +92,5 @@ def train_model(model: nn.Module, train: Any, val: Any = None, **hparams: Any) -
     if best_state is not None:
         ctx.model.load_state_dict(best_state)
     ctx.model.eval()
+    ctx.model.to(memory_format=torch.contiguous_format)  # hand back plain NCHW weights
     return TrainResult(ctx.model, asdict(cfg), time.perf_counter() - start, epochs_run, ctx.log)

@@ -10,7 +10,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from lotus_unlearn.data.base import TensorData, as_dataset, batches
-from lotus_unlearn.utils import autocast, resolve_device
+from lotus_unlearn.utils import autocast, has_conv2d, is_channels_last, resolve_device
 
 
 @dataclass
@@ -58,6 +58,12 @@ def _devices(model: nn.Module, device: str | torch.device | None) -> tuple[torch
     return model_device, resolve_device(device) if device is not None else model_device
 
 
+@torch.inference_mode(False)
+def _move(model: nn.Module, **to: object) -> None:
+    """`model.to(...)` outside inference mode, so the weights stay usable for training afterwards."""
+    model.to(**to)
+
+
 @torch.inference_mode()
 def predict(
     model: nn.Module,
@@ -66,18 +72,24 @@ def predict(
     batch_size: int = 1024,
     device: str | torch.device | None = None,
     amp: bool | None = None,
+    channels_last: bool | None = None,
 ) -> Predictions:
     """Logits of `model` on every sample of `data`, in order: eval mode, eval transforms, no gradients.
 
     `device` None runs where the model's weights are. Memory holds the N x C logits and one batch of
     activations, never N x features. The model's mode and device are restored afterwards.
+    `channels_last` (None: on for models with a Conv2d) runs with NHWC weights, the fastest layout for conv
+    models on CPU and CUDA (docs/performance.md); the model's own layout is restored afterwards.
     """
     data = as_dataset(data)
     model_device, dev = _devices(model, device)
     was_training = model.training
     model.eval()
+    nhwc = (has_conv2d(model) if channels_last is None else channels_last) and not is_channels_last(model)
     if model_device != dev:
-        model.to(dev)
+        _move(model, device=dev)
+    if nhwc:
+        _move(model, memory_format=torch.channels_last)
     try:
         parts, labels = [], []
         for x, y, _ in batches(data, batch_size, device=dev):
@@ -85,8 +97,10 @@ def predict(
                 parts.append(model(x).float().cpu())
             labels.append(y.cpu())
     finally:
+        if nhwc:
+            _move(model, memory_format=torch.contiguous_format)
         if model_device != dev:
-            model.to(model_device)
+            _move(model, device=model_device)
         model.train(was_training)
     ids = data.ids if isinstance(data, TensorData) else None
     return Predictions(torch.cat(parts), torch.cat(labels), ids)
