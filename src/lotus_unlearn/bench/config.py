@@ -26,6 +26,7 @@ TOP_KEYS = {
     "name",
     "datasets",
     "data_root",
+    "data_args",
     "train_size",
     "models",
     "forget",
@@ -132,6 +133,7 @@ class BenchConfig:
     seeds: list[int]
     sweeps: list[dict[str, Any]] = field(default_factory=list)
     data_root: str | None = None
+    data_args: dict[str, Any] = field(default_factory=dict)
     train_size: int | None = None
     device: str = "auto"
     eval: dict[str, Any] = field(default_factory=dict)
@@ -170,6 +172,7 @@ class BenchConfig:
         return {
             "dataset": group.dataset,
             "data_root": self.data_root,
+            **({"data_args": self.data_args} if self.data_args else {}),
             "train_size": self.train_size,
             "model": group.model.model,
             "model_kwargs": group.model.model_kwargs,
@@ -314,6 +317,7 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
         seeds=seeds,
         sweeps=sweeps,
         data_root=raw.get("data_root"),
+        data_args=_as_dict(raw.get("data_args"), "`data_args`"),
         train_size=train_size,
         device=str(raw.get("device", "auto")),
         eval=_as_dict(raw.get("eval"), "`eval`"),

@@ -249,7 +249,10 @@ class _GroupContext:
         self.cfg, self.group = cfg, group
         f = group.forget
         request = ForgetRequest(None, list(f.classes), f.fraction, f.mode)
-        self.exp = prepare(group.dataset, request, seed=group.seed, data_root=cfg.data_root, train_size=cfg.train_size)
+        data_args = {"data_args": cfg.data_args} if cfg.data_args else {}  # loader options, e.g. size=224
+        self.exp = prepare(
+            group.dataset, request, seed=group.seed, data_root=cfg.data_root, train_size=cfg.train_size, **data_args
+        )
         common = {
             "model": group.model.model,
             "model_kwargs": group.model.model_kwargs,
