@@ -105,6 +105,22 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str =
     return model
 
 
+def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], source: str = "weights") -> list[str]:
+    """Start `model` from pretrained weights: strictly, except that a classifier head (the last nn.Linear)
+    whose shape differs (another number of classes) keeps its fresh initialisation. Returns the names of the
+    tensors left fresh; any other mismatch is the one line of `load_weights`."""
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    own = model.state_dict()
+    head = {f"{linears[-1]}.weight", f"{linears[-1]}.bias"} if linears else set()
+    fresh = sorted(k for k in head if k in own and k in state and own[k].shape != state[k].shape)
+    if not fresh:
+        load_weights(model, state, source)
+        return []
+    kept = {k: v for k, v in state.items() if k not in fresh}
+    load_weights(model, {**kept, **{k: own[k] for k in fresh}}, source)
+    return fresh
+
+
 def load_checkpoint(
     path: str | Path, model: nn.Module | None = None, **model_kwargs: Any
 ) -> tuple[nn.Module, dict[str, Any]]:

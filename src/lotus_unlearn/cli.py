@@ -37,7 +37,9 @@ ForgetClass = Annotated[
 ]
 ForgetFraction = Annotated[float | None, typer.Option("--forget-fraction", help="Forget this fraction of each class.")]
 SplitMode = Annotated[str, typer.Option("--split-mode", help="random (seeded) or first_k (as the reference code).")]
-Dataset = Annotated[str, typer.Option("--dataset", help="Dataset name: fashion-mnist, digits.")]
+Dataset = Annotated[
+    str, typer.Option("--dataset", help="Dataset name: fashion-mnist, digits, cifar10, cifar100, imagefolder.")
+]
 DataRoot = Annotated[str | None, typer.Option("--data-root", help="Folder holding the dataset's files.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for the split, data order and noise.")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N.")]
@@ -55,6 +57,14 @@ ModelName = Annotated[
 ]
 ModelArgs = Annotated[
     list[str] | None, typer.Option("--model-arg", help="Model argument key=value, with --model; repeatable.")
+]
+DataArgs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--data-arg",
+        help="Dataset option key=value, e.g. size=224 resize=256 per_class=50 for imagefolder; repeatable "
+        "(default: the checkpoint's).",
+    ),
 ]
 
 
@@ -81,6 +91,16 @@ def _request(ids: str | None, classes: list[str] | None, fraction: float | None,
     from lotus_unlearn.pipeline import ForgetRequest
 
     return ForgetRequest(ids, list(classes or []), fraction, mode)
+
+
+def _data_args(pairs: list[str] | None, checkpoint: Path) -> dict[str, Any]:
+    """--data-arg options, or those the checkpoint was trained with (its sidecar's data_args)."""
+    from lotus_unlearn.checkpoint import read_meta
+
+    if pairs:
+        return parse_pairs(pairs, "--data-arg")
+    saved = read_meta(checkpoint).get("data_args") if checkpoint.is_file() else None
+    return dict(saved) if isinstance(saved, dict) else {}
 
 
 def _check_data_root(data_root: str | None) -> None:
@@ -133,6 +153,15 @@ def train(
     split_mode: SplitMode = "random",
     train_size: TrainSize = None,
     data_root: DataRoot = None,
+    data_arg: DataArgs = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            help="Start from these weights (.safetensors or weights-only .pt), e.g. a pretrained timm/torchvision "
+            "file; a classifier head of another size stays freshly initialised.",
+        ),
+    ] = None,
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
@@ -141,20 +170,28 @@ def train(
     Examples:
       lotus-unlearn train --dataset fashion-mnist --model cnn --train-size 10000 --out models/original.safetensors
       lotus-unlearn train --dataset fashion-mnist --train-size 10000 --forget-fraction 0.1 --out models/gold.safetensors
+      lotus-unlearn train --dataset cifar10 --data-root data --model resnet18 --augment --out models/cifar10.safetensors
+      torchrun --nproc-per-node 4 -m lotus_unlearn train --dataset cifar10 --data-root data --out m.safetensors
     """
-    from lotus_unlearn.checkpoint import save_checkpoint
+    from lotus_unlearn import distributed
+    from lotus_unlearn.checkpoint import load_pretrained, load_state_dict, save_checkpoint
     from lotus_unlearn.data import load_dataset
     from lotus_unlearn.pipeline import model_for
     from lotus_unlearn.train import train_model
 
     _check_data_root(data_root)
     _check_output(out, is_file=True)
-    bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size)
+    data_args = parse_pairs(data_arg, "--data-arg")
+    bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **data_args)
     data, role, split = bundle.train, "original", None
     if forget or forget_class or forget_fraction is not None:
         split = _request(forget, forget_class, forget_fraction, split_mode).resolve(bundle, seed)
         data, role = split.apply(bundle.train)[1], "gold"
     net = model_for(bundle, model, seed, **parse_pairs(model_arg, "--model-arg"))
+    if weights is not None:
+        fresh = load_pretrained(net, load_state_dict(weights), f"weights {weights}")
+        if fresh:
+            console.print(f"started from {weights}; {', '.join(fresh)} re-initialised for {bundle.num_classes} classes")
     settings = {
         "epochs": epochs,
         "lr": lr,
@@ -174,8 +211,12 @@ def train(
         "n_train": len(data),
         "forget_ids_sha256": split.sha256 if split else None,
         "log": result.log,
+        **({"data_args": data_args} if data_args else {}),
+        **({"weights": str(weights)} if weights is not None else {}),
+        **({"world_size": distributed.world_size()} if distributed.active() else {}),
     }
-    save_checkpoint(result.model, out, meta)
+    if distributed.is_main():  # in a torchrun job every rank holds the same model; rank 0 writes it
+        save_checkpoint(result.model, out, meta)
     console.print(f"trained {role} {model} on {len(data)} samples in {result.seconds:.1f} s -> {out}")
 
 
@@ -259,7 +300,13 @@ def _previously_forgotten(meta: dict[str, Any]) -> list[int]:
 @app.command("unlearn")
 def unlearn_cmd(
     checkpoint: Annotated[
-        Path, typer.Option("--checkpoint", help="The trained model (.safetensors or weights-only .pt).")
+        Path,
+        typer.Option(
+            "--checkpoint",
+            "--weights",
+            help="The trained model (.safetensors or weights-only .pt); without a .json sidecar, e.g. pretrained "
+            "weights, pass --model (and --model-arg).",
+        ),
     ],
     out: Annotated[
         Path,
@@ -281,6 +328,7 @@ def unlearn_cmd(
     model_arg: ModelArgs = None,
     train_size: TrainSize = None,
     data_root: DataRoot = None,
+    data_arg: DataArgs = None,
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
@@ -294,7 +342,11 @@ def unlearn_cmd(
       lotus-unlearn unlearn --checkpoint runs/req-1/model.safetensors --forget ids-2.txt --out runs/req-2
       lotus-unlearn unlearn --checkpoint m.safetensors --forget-class sandal --method lotus --out runs/sandal
       lotus-unlearn unlearn --checkpoint m.safetensors --forget-fraction 0.1 --hparam alpha=8 --out runs/x
+      lotus-unlearn unlearn --weights vit_b_16.pth --model torchvision/vit_b_16 --dataset imagefolder
+        --data-root imagenet --data-arg size=224 --data-arg resize=256 --forget ids.txt --out runs/imagenet
+      torchrun --nproc-per-node 8 -m lotus_unlearn unlearn ...   (same options; rank 0 writes the outputs)
     """
+    from lotus_unlearn import distributed
     from lotus_unlearn.checkpoint import read_meta, save_checkpoint
     from lotus_unlearn.data import save_split
     from lotus_unlearn.methods import get_method
@@ -312,12 +364,14 @@ def unlearn_cmd(
     if not checkpoint.is_file():
         raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
     size = train_size if train_size is not None else read_meta(checkpoint).get("train_size")
+    data_args = _data_args(data_arg, checkpoint)
     exp = prepare(
         dataset,
         _request(forget, forget_class, forget_fraction, split_mode),
         seed=seed,
         data_root=data_root,
         train_size=size,
+        data_args=data_args,
     )
     original, meta = _load(checkpoint, exp.bundle, model, model_arg)
     gold_model = _load(gold, exp.bundle, model, model_arg, "gold model")[0] if gold else None
@@ -349,6 +403,7 @@ def unlearn_cmd(
         request={
             "dataset": dataset,
             "train_size": size,
+            **({"data_args": data_args} if data_args else {}),
             "seed": seed,
             "checkpoint": str(checkpoint),
             "gold": str(gold) if gold else None,
@@ -361,6 +416,8 @@ def unlearn_cmd(
         lineage=lineage,
         timings={"evaluate_seconds": eval_seconds, "total_seconds": time.perf_counter() - started},
     )
+    if not distributed.is_main():  # in a torchrun job every rank holds the same results; rank 0 writes them
+        return
     history = [*lineage["history"], history_entry(report, out / "report.json")]
     forgotten = sorted(set(earlier) | set(exp.split.forget_ids))
     save_checkpoint(
@@ -371,6 +428,7 @@ def unlearn_cmd(
             "method": method,
             "dataset": dataset,
             "train_size": size,
+            **({"data_args": data_args} if data_args else {}),
             "forget_ids_sha256": exp.split.sha256,
             "parent_weights_sha256": input_sha,
             "report": "report.json",
@@ -431,6 +489,7 @@ def evaluate_cmd(
     model_arg: ModelArgs = None,
     train_size: TrainSize = None,
     data_root: DataRoot = None,
+    data_arg: DataArgs = None,
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
@@ -440,6 +499,7 @@ def evaluate_cmd(
     """
     from lotus_unlearn.checkpoint import read_meta
     from lotus_unlearn.data import load_dataset, load_split
+    from lotus_unlearn.distributed import is_main
     from lotus_unlearn.metrics import evaluate
     from lotus_unlearn.pipeline import Experiment, prepare
 
@@ -447,8 +507,9 @@ def evaluate_cmd(
     if not checkpoint.is_file():
         raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
     size = train_size if train_size is not None else read_meta(checkpoint).get("train_size")
+    data_args = _data_args(data_arg, checkpoint)
     if split is not None:
-        bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=size)
+        bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=size, **data_args)
         sp = load_split(split)
         exp = Experiment(bundle, sp, *sp.apply(bundle.train))
     else:
@@ -458,13 +519,15 @@ def evaluate_cmd(
             seed=seed,
             data_root=data_root,
             train_size=size,
+            data_args=data_args,
         )
     model, _ = _load(checkpoint, exp.bundle, model_name, model_arg)
     orig = _load(original, exp.bundle, model_name, model_arg, "original model")[0] if original else None
     gold_model = _load(gold, exp.bundle, model_name, model_arg, "gold model")[0] if gold else None
     metrics = evaluate(model, exp.splits, original=orig, gold=gold_model, device=device, seed=seed)
     if as_json:
-        sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+        if is_main():  # in a torchrun job every rank has the same metrics; rank 0 prints them
+            sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
     else:
         _print_metrics(metrics, "model")
 
@@ -596,13 +659,34 @@ def _one_line(prefix: str, exc: BaseException, debug: bool, text: str | None = N
     err.print(f"{prefix}: {message}{hint}", highlight=False, markup=False, soft_wrap=True)
 
 
+def _join_torchrun_job() -> None:
+    """Under torchrun: join the job; ranks other than 0 print nothing (rank 0 reports and writes files)."""
+    import os
+
+    from lotus_unlearn import distributed
+
+    if distributed.init() and not distributed.is_main():
+        console.quiet = True
+        os.environ["LOTUS_PROGRESS"] = "0"
+
+
+def _leave_torchrun_job() -> None:
+    """After a successful command: wait for rank 0's writes, then leave the job (no-op in one process)."""
+    from lotus_unlearn import distributed
+
+    distributed.barrier()
+    distributed.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: bad input is one line on stderr and exit code 2, a failed run one line and exit code 1;
     --debug adds the traceback. Returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
+        _join_torchrun_job()
         rv = app(args=args, prog_name="lotus-unlearn", standalone_mode=False)
+        _leave_torchrun_job()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except _CLICK_ERROR as exc:  # usage errors: unknown option, missing value, ill-typed option value

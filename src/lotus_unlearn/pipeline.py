@@ -61,9 +61,16 @@ class Experiment:
 
 
 def prepare(
-    dataset: str, request: ForgetRequest, *, seed: int = 0, data_root: str | None = None, train_size: int | None = None
+    dataset: str,
+    request: ForgetRequest,
+    *,
+    seed: int = 0,
+    data_root: str | None = None,
+    train_size: int | None = None,
+    data_args: dict[str, Any] | None = None,
 ) -> Experiment:
-    bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size)
+    """Load `dataset` (with its loader's `data_args`) and split it as `request` says."""
+    bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **(data_args or {}))
     split = request.resolve(bundle, seed)
     forget, retain = split.apply(bundle.train)
     return Experiment(bundle, split, forget, retain)

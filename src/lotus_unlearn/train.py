@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lotus_unlearn import distributed
 from lotus_unlearn.methods.base import (
     Config,
     build_config,
@@ -68,7 +69,8 @@ def train_model(model: nn.Module, train: Any, val: Any = None, **hparams: Any) -
     ctx = make_context(model, train, train, val, cfg)
     ctx.model.train()
     optimizer = make_optimizer(ctx.model.parameters(), cfg)
-    steps_per_epoch = -(-len(ctx.retain) // cfg.batch_size)
+    # per rank in a torchrun job: ceil(shard / per-rank batch), about the single-process count
+    steps_per_epoch = -(-distributed.shard_len(len(ctx.retain)) // -(-cfg.batch_size // distributed.world_size()))
     scheduler = warmup_linear(optimizer, max(1, int(cfg.warmup_epochs * steps_per_epoch)), cfg.epochs * steps_per_epoch)
     best_loss, best_state, since_best, epochs_run = float("inf"), None, 0, 0
     for epoch in track(range(cfg.epochs), "training"):

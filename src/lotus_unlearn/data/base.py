@@ -7,6 +7,7 @@ tensor indexing and augmented with tensor operations, so the loader never limits
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from lotus_unlearn.distributed import shard_positions
 from lotus_unlearn.errors import UserError
 
 
@@ -144,6 +146,14 @@ def labels_of(data: Dataset) -> torch.Tensor:
     return torch.as_tensor([int(data[i][1]) for i in range(len(data))], dtype=torch.long)
 
 
+def default_workers() -> int:
+    """DataLoader worker processes for datasets decoded per item: $LOTUS_NUM_WORKERS, else 0 (in process)."""
+    text = os.environ.get("LOTUS_NUM_WORKERS", "0").strip() or "0"
+    if not text.isdigit():
+        raise UserError(f"LOTUS_NUM_WORKERS={text!r} is not a whole number; set it to 0 or more worker processes")
+    return int(text)
+
+
 class _Indexed(Dataset):
     def __init__(self, data: Dataset) -> None:
         self.data = data
@@ -165,14 +175,24 @@ def batches(
     augment: Augment | None = None,
     device: torch.device | str = "cpu",
     num_workers: int = 0,
+    shard: tuple[int, int] | None = None,
+    pad: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield `(x, y, positions)` batches: normalised inputs on `device`, labels, and positions in `data`."""
+    """Yield `(x, y, positions)` batches: normalised inputs on `device`, labels, and positions in `data`.
+
+    `shard=(rank, world)` keeps one process's share of the (shuffled) order, every world-th position; with
+    `pad` the order is first padded to a multiple of `world` so every rank gets as many batches (training),
+    without it every sample goes to exactly one rank (evaluation). Datasets that are not `TensorData` load
+    through a DataLoader with `num_workers` worker processes (default: $LOTUS_NUM_WORKERS, else 0).
+    """
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if shard is not None:
+        order = shard_positions(order, *shard, pad=pad)
     device = torch.device(device)
     non_blocking = device.type == "cuda"
     if isinstance(data, TensorData):
-        for start in range(0, n, batch_size):
+        for start in range(0, len(order), batch_size):
             pos = order[start : start + batch_size]
             x = data.normalized(pos)
             if non_blocking:
@@ -186,7 +206,7 @@ def batches(
         _Indexed(data),
         batch_size=batch_size,
         sampler=order.tolist(),
-        num_workers=num_workers,
+        num_workers=num_workers or default_workers(),
         pin_memory=non_blocking,
     )
     for x, y, pos in loader:

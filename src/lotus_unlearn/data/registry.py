@@ -5,9 +5,11 @@ The official test set is split 50/50, stratified and seeded, into validation and
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,12 +35,19 @@ class DatasetBundle:
         return len(self.classes)
 
     @property
+    def image_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one input; `train` is a TensorData or a dataset with an `image_shape` (ImageFiles)."""
+        if isinstance(self.train, TensorData):
+            return tuple(int(d) for d in self.train.images.shape[1:])
+        return tuple(int(d) for d in self.train.image_shape)
+
+    @property
     def in_channels(self) -> int:
-        return int(self.train.images.shape[1])
+        return self.image_shape[0]
 
     @property
     def image_size(self) -> int:
-        return int(self.train.images.shape[-1])
+        return self.image_shape[-1]
 
     def class_index(self, name_or_index: str | int) -> int:
         """A class given by index or by name (case-insensitive)."""
@@ -67,13 +76,23 @@ def register_dataset(name: str) -> Callable:
 
 
 def load_dataset(
-    name: str, *, root: str | Path | None = None, seed: int = 0, train_size: int | None = None
+    name: str, *, root: str | Path | None = None, seed: int = 0, train_size: int | None = None, **options: Any
 ) -> DatasetBundle:
-    """Load a registered dataset; `train_size` keeps a seeded stratified subset of the training set."""
+    """Load a registered dataset; `train_size` keeps a seeded stratified subset of the training set; `options`
+    go to the dataset's loader (e.g. `size=224` for `imagefolder`)."""
     key = name.lower().replace("_", "-")
     if key not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
-    bundle = DATASETS[key](root=root, seed=seed)
+    if options:
+        params = inspect.signature(DATASETS[key]).parameters
+        unknown = sorted(set(options) - set(params) - {"root", "seed"})
+        if unknown:
+            accepted = [p for p in params if p not in ("root", "seed")]
+            raise UserError(
+                f"dataset {name} has no option(s) {', '.join(unknown)}; "
+                + (f"it accepts {', '.join(accepted)}" if accepted else "it takes no --data-arg")
+            )
+    bundle = DATASETS[key](root=root, seed=seed, **options)
     if train_size is not None and train_size < len(bundle.train):
         if train_size <= 0:
             raise UserError(f"train_size must be positive, got {train_size}")

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from lotus_unlearn import distributed
 from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches
 from lotus_unlearn.errors import UnlearningFailed, UserError
 from lotus_unlearn.utils import autocast, resolve_device, seed_everything, speed_setup
@@ -84,8 +85,8 @@ class Context:
 
     @property
     def augment(self) -> Augment | None:
-        aug = getattr(self.forget, "augment", None) if isinstance(self.forget, TensorData) else None
-        return aug if self.cfg.augment else None
+        aug = getattr(self.forget, "augment", None)
+        return aug if self.cfg.augment and isinstance(aug, Augment) else None
 
     def batches(
         self,
@@ -95,19 +96,31 @@ class Context:
         augment: bool = True,
         batch_size: int | None = None,
         generator: torch.Generator | None = None,
+        shard: bool | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Training (shuffled, augmented) or evaluation batches of `data` on the method's device.
 
         `batch_size` overrides the config's; `generator` (CPU) gives a second, independent data-order stream.
+        Inside a torchrun job, training batches (`shuffle`) are this rank's shard of the one seeded order, padded
+        so every rank takes the same number of steps, with ceil(batch_size / world) samples per rank (the global
+        batch stays `batch_size`); evaluation batches cover all of `data` unless `shard=True`, which gives each
+        sample to exactly one rank (then sum or gather the results over ranks).
         """
-        default_size = self.cfg.batch_size if shuffle else self.cfg.eval_batch_size
+        size = batch_size or (self.cfg.batch_size if shuffle else self.cfg.eval_batch_size)
+        world = distributed.world_size()
+        spec = None
+        if world > 1 and (shuffle if shard is None else shard):
+            spec = (distributed.rank(), world)
+            size = -(-size // world) if shuffle else size
         return batches(
             data,
-            batch_size or default_size,
+            size,
             shuffle=shuffle,
             generator=generator if generator is not None else self.generator,
             augment=self.augment if augment else None,
             device=self.device,
+            shard=spec,
+            pad=shuffle,
         )
 
     def autocast(self) -> Any:
@@ -178,6 +191,8 @@ class Method:
     citation: ClassVar[str]
     Config: ClassVar[type] = Config
     notes: ClassVar[str] = ""  # where the LoTUS paper's setting differs from the defaults
+    # runs data-parallel under torchrun: every rank takes the same control-flow decisions (docs/scaling.md)
+    data_parallel: ClassVar[bool] = True
 
     def __init__(self, **hparams: Any) -> None:
         self.cfg = build_config(self.Config, hparams, self.name)
@@ -187,6 +202,8 @@ class Method:
 
     def unlearn(self, model: nn.Module, forget: Any, retain: Any, val: Any = None) -> UnlearnResult:
         """Return an unlearned copy of `model`; `model` itself is never modified."""
+        if distributed.active() and not self.data_parallel:
+            raise UserError(f"method {self.name} does not run under torchrun; run it in one process")
         start = time.perf_counter()
         ctx = make_context(model, forget, retain, val, self.cfg)
         epochs = self.run(ctx)
@@ -205,16 +222,19 @@ def make_context(model: nn.Module, forget: Any, retain: Any, val: Any, cfg: Conf
     generator = seed_everything(cfg.seed)
     fast = {"channels_last": getattr(cfg, "channels_last", None), "compile": getattr(cfg, "compile", False)}
     work = speed_setup(copy.deepcopy(model).to(device), device, **fast)
+    original = speed_setup(frozen_copy(model).to(device), device, **fast)
+    distributed.broadcast_model(work)  # in a torchrun job: every rank starts from rank 0's weights
+    distributed.broadcast_model(original)
     return Context(
         model=work,
-        original=speed_setup(frozen_copy(model).to(device), device, **fast),
+        original=original,
         forget=forget_ds,
         retain=retain_ds,
         val=val_ds,
         cfg=cfg,
         device=device,
         generator=generator,
-        noise=torch.Generator(device=device).manual_seed(cfg.seed + 1),
+        noise=torch.Generator(device=device).manual_seed(cfg.seed + 1 + distributed.rank()),  # own stream per rank
         num_classes=infer_num_classes(work, forget_ds),
     )
 
@@ -265,6 +285,7 @@ def step(
     check_finite(loss, where)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    distributed.sync_grads(ctx.model.parameters())  # torchrun: the mean over ranks, as DDP; no-op in one process
     if ctx.param_mask is not None:
         ctx.param_mask.mask_grads()
     if clip is not None:
@@ -272,6 +293,7 @@ def step(
     optimizer.step()
     if ctx.param_mask is not None:
         ctx.param_mask.restore(optimizer)
+    distributed.sync_buffers(ctx.model)  # torchrun: rank 0's BatchNorm statistics, as DDP
     return float(loss.detach())
 
 
@@ -294,20 +316,26 @@ def run_epoch(
         count += len(y)
         if scheduler is not None:
             scheduler.step()
+    if distributed.active():  # the mean loss over every rank's batches
+        total, count = distributed.all_reduce_sum(torch.tensor([total, count], dtype=torch.float64)).tolist()
     return total / max(count, 1)
 
 
 @torch.inference_mode()
 def accuracy(ctx: Context, model: nn.Module, data: Dataset) -> float:
-    """Top-1 accuracy of `model` on `data` (eval mode, eval transforms)."""
+    """Top-1 accuracy of `model` on `data` (eval mode, eval transforms). In a torchrun job each rank counts its
+    shard and the counts are summed, so every rank gets the same value."""
     was_training = model.training
     model.eval()
-    correct = 0
-    for x, y, _ in ctx.batches(data, shuffle=False, augment=False):
+    correct, total = 0, 0
+    for x, y, _ in ctx.batches(data, shuffle=False, augment=False, shard=True):
         with ctx.autocast():
             correct += int((model(x).argmax(1) == y).sum())
+        total += len(y)
     model.train(was_training)
-    return correct / len(data)
+    if distributed.active():
+        correct, total = distributed.all_reduce_sum(torch.tensor([correct, total], dtype=torch.long)).tolist()
+    return correct / total
 
 
 def cross_entropy(ctx: Context) -> LossFn:
@@ -427,6 +455,9 @@ def mean_gradients(ctx: Context, model: nn.Module, data: Dataset, *, square: boo
         loss = F.cross_entropy(logits.float(), y)
         check_finite(loss, "the gradient pass")
         grads = torch.autograd.grad(loss, trainable, allow_unused=True)
+        if distributed.active():  # the global batch's gradient: the mean of the ranks' (zeros for unused)
+            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(trainable, grads, strict=True)]
+            distributed.all_reduce_mean_(grads)
         for p, g in zip(trainable, grads, strict=True):
             if g is not None:
                 totals[id(p)] += g.float().pow(2) if square else g.float()

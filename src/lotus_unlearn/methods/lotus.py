@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from lotus_unlearn import distributed
 from lotus_unlearn.data.base import concat
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods.base import (
@@ -29,6 +30,7 @@ from lotus_unlearn.methods.base import (
     register,
     step,
 )
+from lotus_unlearn.metrics.predict import predict
 from lotus_unlearn.progress import track
 
 STOP_BELOW = -0.01  # stop once acc_forget - a_ref <= -1 point
@@ -148,16 +150,17 @@ class Lotus(Method):
                 loss = soft_cross_entropy(z_u, target.to(ctx.device))
                 total += step(ctx, optimizer, loss, "LoTUS") * len(pos)
                 count += len(pos)
+            if distributed.active():  # log the mean loss over every rank's batches
+                total, count = distributed.all_reduce_sum(torch.tensor([total, count], dtype=torch.float64)).tolist()
             epochs_run += 1
             ctx.log.append({**entry, "tau": tau, "loss": total / count, "seconds": time.perf_counter() - t0})
         return epochs_run
 
 
-@torch.inference_mode()
 def predict_logits(ctx: Context, data: Dataset) -> torch.Tensor:
-    """The frozen teacher's logits for every sample of `data`, in position order (kept on the CPU)."""
-    out = torch.empty(len(data), ctx.num_classes)
-    for x, _y, pos in ctx.batches(data, shuffle=False, augment=False):
-        with ctx.autocast():
-            out[pos] = ctx.original(x).float().cpu()
-    return out
+    """The frozen teacher's logits for every sample of `data`, in position order (kept on the CPU); in a
+    torchrun job each rank computes its share and every rank gets all of them."""
+    cfg = ctx.cfg  # the teacher's memory layout was set up with the model's (channels_last=False keeps it)
+    return predict(
+        ctx.original, data, batch_size=cfg.eval_batch_size, device=ctx.device, amp=cfg.amp, channels_last=False
+    ).logits

@@ -35,6 +35,7 @@ class NegGrad(Method):
     summary = "gradient ascent on the forget set (clipped, stops once forget CE passes chance level)"
     citation = "Golatkar et al., Eternal Sunshine of the Spotless Net, CVPR 2020 (NegGrad baseline)"
     Config = NegGradConfig
+    data_parallel = False  # its stop rule reads one batch's loss, which differs between torchrun ranks
     notes = (
         "SGD, 10 epochs (ResNet) / 3 (ViT); its reference's sign flip is a no-op (descent), ours ascends. "
         "lr 1e-4 as SalUn's GA baseline; the guard (clip 1.0, stop at ln K) is ours"

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from lotus_unlearn import distributed
 from lotus_unlearn.data.base import TensorData, as_dataset, batches
 from lotus_unlearn.utils import autocast, has_conv2d, is_channels_last, resolve_device
 
@@ -72,17 +73,23 @@ def predict(
     batch_size: int = 1024,
     device: str | torch.device | None = None,
     amp: bool | None = None,
+    shard: bool | None = None,
     channels_last: bool | None = None,
 ) -> Predictions:
     """Logits of `model` on every sample of `data`, in order: eval mode, eval transforms, no gradients.
 
     `device` None runs where the model's weights are. Memory holds the N x C logits and one batch of
     activations, never N x features. The model's mode and device are restored afterwards.
+    Inside a torchrun job (`shard` None or True) every rank runs 1/world of the samples and the logits are
+    gathered, each sample once and in order, on every rank; all ranks must call it. `shard=False` runs
+    everything in this process.
     `channels_last` (None: on for models with a Conv2d) runs with NHWC weights, the fastest layout for conv
     models on CPU and CUDA (docs/performance.md); the model's own layout is restored afterwards.
     """
     data = as_dataset(data)
     model_device, dev = _devices(model, device)
+    world = distributed.world_size() if shard is not False else 1
+    spec = (distributed.rank(), world) if 1 < world <= len(data) else None
     was_training = model.training
     model.eval()
     nhwc = (has_conv2d(model) if channels_last is None else channels_last) and not is_channels_last(model)
@@ -92,7 +99,7 @@ def predict(
         _move(model, memory_format=torch.channels_last)
     try:
         parts, labels = [], []
-        for x, y, _ in batches(data, batch_size, device=dev):
+        for x, y, _ in batches(data, batch_size, device=dev, shard=spec):
             with autocast(dev, amp):
                 parts.append(model(x).float().cpu())
             labels.append(y.cpu())
@@ -102,8 +109,12 @@ def predict(
         if model_device != dev:
             _move(model, device=model_device)
         model.train(was_training)
-    ids = data.ids if isinstance(data, TensorData) else None
-    return Predictions(torch.cat(parts), torch.cat(labels), ids)
+    ids = getattr(data, "ids", None)
+    logits, targets = torch.cat(parts), torch.cat(labels)
+    if spec is not None:
+        logits, targets = distributed.gather_shards(logits, len(data)), distributed.gather_shards(targets, len(data))
+    keep_ids = isinstance(ids, torch.Tensor) and len(ids) == len(data)
+    return Predictions(logits, targets, ids if keep_ids else None)
 
 
 class PredictionCache:
