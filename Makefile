@@ -36,8 +36,8 @@ test-slow: install data
 	$(BIN)/python -m pytest -q -m slow
 
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs .cache .pytest_cache .ruff_cache
