@@ -14,7 +14,7 @@ that epoch. The two methods run interleaved `--repeats` times, with augmentation
 medians is printed. One-off costs (model copies, LoTUS's a_ref pass over val, the teacher-logit cache) are
 printed separately as the whole-run ratio.
 
-    .venv/bin/python benchmarks/lotus_cost.py --repeats 5 --epochs 3
+    .venv/bin/python benchmarks/lotus_cost.py --repeats 4 --epochs 1 --threads 1
 """
 
 from __future__ import annotations
