@@ -1,10 +1,10 @@
 """Memory of a cold `lu.evaluate` as the data grows: flat in N apart from the N x C logits?
 
 For each Fashion-MNIST train size (default 10k, 30k, 60k; val and test `--heldout` each), with the demo's small
-CNN (random weights) as model, original and gold: a fresh process per size builds the splits, runs one warm-up
-batch, then a cold `lu.evaluate(model, splits, original=..., gold=...)`. It prints the peak resident set size
-above the RSS before the call (5 ms sampler; torch allocations bypass tracemalloc), the size of all logits the
-evaluation keeps (13 forward passes x rows x 10 classes x 4 bytes) and the difference, which should not grow
+CNN (random weights) as model, original and gold: a fresh process per size builds the splits, runs a warm-up
+evaluation on 2048 samples per split (same batch shapes), then a cold `lu.evaluate(model, splits, original=...,
+gold=...)` (fresh prediction cache). It prints the peak resident set size above the RSS before the call (5 ms
+sampler; torch allocations bypass tracemalloc), the size of all logits the evaluation keeps (13 forward passes x rows x 10 classes x 4 bytes) and the difference, which should not grow
 with N.
 
     .venv/bin/python benchmarks/eval_memory.py --sizes 10000 30000 60000 --threads 1
@@ -49,7 +49,10 @@ def measure(train_size: int, heldout: int, threads: int) -> dict[str, Any]:
     for s in (1, 2, 3):
         torch.manual_seed(s)
         models.append(lu.create_model("cnn", num_classes=10, in_channels=1, image_size=28, width=16, hidden=128))
-    lu.evaluate(models[0], {k: v.subset(torch.arange(64)) for k, v in splits.items()}, original=models[1])  # warm-up
+    # warm-up at full batch size, so that the allocator's and oneDNN's pools for 1024-image batches exist before
+    # the measurement (a first pass at a new batch shape grows RSS by 100-200 MiB that is then reused)
+    warm = {k: v.subset(torch.arange(min(len(v), 2048))) for k, v in splits.items()}
+    lu.evaluate(models[0], warm, original=models[1], gold=models[2])
     start_rss = rss_bytes()
     peak = [start_rss]
     stop = threading.Event()
