@@ -13,6 +13,7 @@ from lotus_unlearn.checkpoint import load_checkpoint, save_checkpoint
 from lotus_unlearn.data import DatasetBundle, Split, TensorData, class_split, ids_split, instance_split, load_dataset
 from lotus_unlearn.data.splits import read_ids_file
 from lotus_unlearn.errors import UserError
+from lotus_unlearn.metrics.predict import data_fingerprint
 from lotus_unlearn.models import create_model
 from lotus_unlearn.train import TrainConfig, train_model
 from lotus_unlearn.utils import config_hash
@@ -111,9 +112,13 @@ def train_cached(
         "model_kwargs": model_kwargs,
         "shapes": {k: list(v.shape) for k, v in net.state_dict().items()},
         "train": recipe,
-        "ids": config_hash(data.ids.tolist()),
+        # the data's content (images, labels, ids, normalisation): image size, resizing or any other loader
+        # option that changes the samples changes the key; lazily loaded data has no content hash, so no cache
+        "data": data_fingerprint(data) if isinstance(data, TensorData) else None,
+        "val": data_fingerprint(bundle.val) if isinstance(bundle.val, TensorData) else None,
     }
     path = cache_dir() / "models" / f"{role}-{config_hash(key)}.safetensors"
+    use_cache = use_cache and key["data"] is not None and key["val"] is not None
     if use_cache and path.is_file():
         loaded, meta = load_checkpoint(path, net)
         return loaded, {**meta, "cached": True}
