@@ -18,6 +18,7 @@ import lotus_unlearn as lu
 from lotus_unlearn.cli import main
 from lotus_unlearn.data import batches, load_dataset
 from lotus_unlearn.data import folder as folder_mod
+from lotus_unlearn.data.base import labels_of
 from lotus_unlearn.data.cifar import MEAN, STD
 from lotus_unlearn.data.folder import ImageFiles
 from lotus_unlearn.errors import UserError
@@ -258,6 +259,8 @@ def test_lazy_evaluation_streams(image_root: Path, monkeypatch: pytest.MonkeyPat
     assert events.count("decode") == 27
     decoded_before_forward = [events[:i].count("decode") for i, e in enumerate(events) if e == "forward"]
     assert decoded_before_forward == [min(4 * (k + 1), 27) for k in range(7)]
+    events.clear()
+    assert torch.equal(labels_of(data), data.labels) and not events  # labels without decoding any image
 
 
 # --- retrain-free unlearning from pretrained weights, end to end ---------------------------------------------------

@@ -140,9 +140,12 @@ def as_dataset(data: Dataset | DataLoader, name: str = "data") -> Dataset:
 
 
 def labels_of(data: Dataset) -> torch.Tensor:
-    """All labels of a dataset (fast for TensorData, one pass otherwise)."""
+    """All labels of a dataset (fast for TensorData and datasets with a `labels` tensor, one pass otherwise)."""
     if isinstance(data, TensorData):
         return data.labels
+    labels = getattr(data, "labels", None)  # e.g. ImageFiles: no image decoded to read its labels
+    if isinstance(labels, torch.Tensor) and labels.ndim == 1 and len(labels) == len(data):
+        return labels.long()
     return torch.as_tensor([int(data[i][1]) for i in range(len(data))], dtype=torch.long)
 
 
