@@ -297,6 +297,31 @@ def _previously_forgotten(meta: dict[str, Any]) -> list[int]:
         ) from None
 
 
+def _experiment(
+    checkpoint: Path,
+    dataset: str,
+    request: Any,
+    *,
+    data_root: str | None,
+    train_size: int | None,
+    data_arg: list[str] | None,
+    seed: int,
+) -> tuple[Any, int | None, dict[str, Any]]:
+    """Check the inputs, then load the dataset as the checkpoint was trained (its train_size and data options
+    unless given) and split it by `request` (a ForgetRequest or a saved Split). Returns (experiment, train_size,
+    data_args)."""
+    from lotus_unlearn.checkpoint import read_meta
+    from lotus_unlearn.pipeline import prepare
+
+    _check_data_root(data_root)
+    if not checkpoint.is_file():
+        raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
+    size = train_size if train_size is not None else read_meta(checkpoint).get("train_size")
+    data_args = _data_args(data_arg, checkpoint)
+    exp = prepare(dataset, request, seed=seed, data_root=data_root, train_size=size, data_args=data_args)
+    return exp, size, data_args
+
+
 @app.command("unlearn")
 def unlearn_cmd(
     checkpoint: Annotated[
@@ -347,11 +372,11 @@ def unlearn_cmd(
       torchrun --nproc-per-node 8 -m lotus_unlearn unlearn ...   (same options; rank 0 writes the outputs)
     """
     from lotus_unlearn import distributed
-    from lotus_unlearn.checkpoint import read_meta, save_checkpoint
+    from lotus_unlearn.checkpoint import save_checkpoint
     from lotus_unlearn.data import save_split
     from lotus_unlearn.methods import get_method
     from lotus_unlearn.metrics import evaluate
-    from lotus_unlearn.pipeline import Experiment, prepare
+    from lotus_unlearn.pipeline import Experiment
     from lotus_unlearn.report import build_report, history_entry, lineage_of, write_report
     from lotus_unlearn.utils import state_dict_hash
 
@@ -360,18 +385,14 @@ def unlearn_cmd(
     hp = parse_pairs(hparam, "--hparam")
     cls(**hp)  # validate names and types before any data is loaded
     _check_output(out)
-    _check_data_root(data_root)
-    if not checkpoint.is_file():
-        raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
-    size = train_size if train_size is not None else read_meta(checkpoint).get("train_size")
-    data_args = _data_args(data_arg, checkpoint)
-    exp = prepare(
+    exp, size, data_args = _experiment(
+        checkpoint,
         dataset,
         _request(forget, forget_class, forget_fraction, split_mode),
-        seed=seed,
         data_root=data_root,
-        train_size=size,
-        data_args=data_args,
+        train_size=train_size,
+        data_arg=data_arg,
+        seed=seed,
     )
     original, meta = _load(checkpoint, exp.bundle, model, model_arg)
     gold_model = _load(gold, exp.bundle, model, model_arg, "gold model")[0] if gold else None
@@ -497,30 +518,14 @@ def evaluate_cmd(
 
     Example: lotus-unlearn evaluate --checkpoint runs/demo/model.safetensors --split runs/demo/split.json --original o.safetensors
     """
-    from lotus_unlearn.checkpoint import read_meta
-    from lotus_unlearn.data import load_dataset, load_split
+    from lotus_unlearn.data import load_split
     from lotus_unlearn.distributed import is_main
     from lotus_unlearn.metrics import evaluate
-    from lotus_unlearn.pipeline import Experiment, prepare
 
-    _check_data_root(data_root)
-    if not checkpoint.is_file():
-        raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
-    size = train_size if train_size is not None else read_meta(checkpoint).get("train_size")
-    data_args = _data_args(data_arg, checkpoint)
-    if split is not None:
-        bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=size, **data_args)
-        sp = load_split(split)
-        exp = Experiment(bundle, sp, *sp.apply(bundle.train))
-    else:
-        exp = prepare(
-            dataset,
-            _request(forget, forget_class, forget_fraction, split_mode),
-            seed=seed,
-            data_root=data_root,
-            train_size=size,
-            data_args=data_args,
-        )
+    request = load_split(split) if split is not None else _request(forget, forget_class, forget_fraction, split_mode)
+    exp, _, _ = _experiment(
+        checkpoint, dataset, request, data_root=data_root, train_size=train_size, data_arg=data_arg, seed=seed
+    )
     model, _ = _load(checkpoint, exp.bundle, model_name, model_arg)
     orig = _load(original, exp.bundle, model_name, model_arg, "original model")[0] if original else None
     gold_model = _load(gold, exp.bundle, model_name, model_arg, "gold model")[0] if gold else None

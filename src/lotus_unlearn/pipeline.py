@@ -63,16 +63,16 @@ class Experiment:
 
 def prepare(
     dataset: str,
-    request: ForgetRequest,
+    request: ForgetRequest | Split,
     *,
     seed: int = 0,
     data_root: str | None = None,
     train_size: int | None = None,
     data_args: dict[str, Any] | None = None,
 ) -> Experiment:
-    """Load `dataset` (with its loader's `data_args`) and split it as `request` says."""
+    """Load `dataset` (with its loader's `data_args`) and split it as `request` says (or by a saved Split)."""
     bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **(data_args or {}))
-    split = request.resolve(bundle, seed)
+    split = request if isinstance(request, Split) else request.resolve(bundle, seed)
     forget, retain = split.apply(bundle.train)
     return Experiment(bundle, split, forget, retain)
 
