@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
+from lotus_unlearn import distributed
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods.base import Config, Context, Method, check_finite, make_optimizer, register, step
 from lotus_unlearn.progress import track
@@ -35,7 +36,6 @@ class NegGrad(Method):
     summary = "gradient ascent on the forget set (clipped, stops once forget CE passes chance level)"
     citation = "Golatkar et al., Eternal Sunshine of the Spotless Net, CVPR 2020 (NegGrad baseline)"
     Config = NegGradConfig
-    data_parallel = False  # its stop rule reads one batch's loss, which differs between torchrun ranks
     notes = (
         "SGD, 10 epochs (ResNet) / 3 (ViT); its reference's sign flip is a no-op (descent), ours ascends. "
         "lr 1e-4 as SalUn's GA baseline; the guard (clip 1.0, stop at ln K) is ours"
@@ -56,7 +56,9 @@ class NegGrad(Method):
                 with ctx.autocast():
                     ce = F.cross_entropy(ctx.model(x).float(), y)
                 check_finite(ce, "NegGrad")
-                if ce.item() > limit:
+                # torchrun: every rank stops on the same (rank-averaged) batch loss, so none waits for the others
+                batch_ce = distributed.all_reduce_sum(ce.detach().double().reshape(1)) / distributed.world_size()
+                if batch_ce.item() > limit:
                     stopped = True
                     break
                 total += -step(ctx, optimizer, -ce, "NegGrad", clip=cfg.grad_clip) * len(y)
