@@ -176,7 +176,7 @@ def train(
     from lotus_unlearn import distributed
     from lotus_unlearn.checkpoint import load_pretrained, load_state_dict, save_checkpoint
     from lotus_unlearn.data import load_dataset
-    from lotus_unlearn.pipeline import model_for
+    from lotus_unlearn.pipeline import model_for, training_record
     from lotus_unlearn.train import train_model
 
     _check_data_root(data_root)
@@ -200,21 +200,18 @@ def train(
         **parse_pairs(hparam, "--hparam"),
     }
     result = train_model(net, data, bundle.val, **settings, seed=seed, device=device)
-    meta = {
-        "role": role,
-        "dataset": dataset,
-        "train_size": train_size,
-        "seed": seed,
-        "train": result.config,
-        "seconds": result.seconds,
-        "epochs_run": result.epochs_run,
-        "n_train": len(data),
-        "forget_ids_sha256": split.sha256 if split else None,
-        "log": result.log,
+    meta = training_record(
+        result,
+        role=role,
+        dataset=dataset,
+        train_size=train_size,
+        seed=seed,
+        n_train=len(data),
+        forget_ids_sha256=split.sha256 if split else None,
         **({"data_args": data_args} if data_args else {}),
         **({"weights": str(weights)} if weights is not None else {}),
         **({"world_size": distributed.world_size()} if distributed.active() else {}),
-    }
+    )
     if distributed.is_main():  # in a torchrun job every rank holds the same model; rank 0 writes it
         save_checkpoint(result.model, out, meta)
     console.print(f"trained {role} {model} on {len(data)} samples in {result.seconds:.1f} s -> {out}")

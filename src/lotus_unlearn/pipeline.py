@@ -15,7 +15,7 @@ from lotus_unlearn.data.splits import read_ids_file
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.metrics.predict import data_fingerprint
 from lotus_unlearn.models import create_model
-from lotus_unlearn.train import TrainConfig, train_model
+from lotus_unlearn.train import TrainConfig, TrainResult, train_model
 from lotus_unlearn.utils import config_hash
 
 
@@ -123,17 +123,32 @@ def train_cached(
         loaded, meta = load_checkpoint(path, net)
         return loaded, {**meta, "cached": True}
     result = train_model(net, data, bundle.val, **train, seed=seed)
-    meta = {
+    meta = training_record(
+        result,
+        role=role,
+        dataset=bundle.name,
+        train_size=train_size,
+        seed=seed,
+        n_train=len(data),
+        train_ids_sha256=config_hash(data.ids.tolist()),
+    )
+    save_checkpoint(result.model, path, meta)
+    return result.model, {**meta, "cached": False}
+
+
+def training_record(
+    result: TrainResult, *, role: str, dataset: str, train_size: int | None, seed: int, n_train: int, **extra: Any
+) -> dict[str, Any]:
+    """The checkpoint sidecar's account of how a model was trained (recipe, time, per-epoch log)."""
+    return {
         "role": role,
-        "dataset": bundle.name,
+        "dataset": dataset,
         "train_size": train_size,
         "seed": seed,
         "train": result.config,
         "seconds": result.seconds,
         "epochs_run": result.epochs_run,
-        "n_train": len(data),
-        "train_ids_sha256": config_hash(data.ids.tolist()),
+        "n_train": n_train,
+        **extra,
         "log": result.log,
     }
-    save_checkpoint(result.model, path, meta)
-    return result.model, {**meta, "cached": False}
