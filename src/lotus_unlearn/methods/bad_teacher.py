@@ -23,7 +23,7 @@ from lotus_unlearn.methods.base import (
     random_subset,
     register,
     reinitialized_copy,
-    step,
+    run_epoch,
 )
 from lotus_unlearn.progress import track
 
@@ -67,21 +67,19 @@ class BadTeacher(Method):
         union = concat([ctx.forget, subset])
         n_forget = len(ctx.forget)
         optimizer = make_optimizer(ctx.model.parameters(), cfg)
+
+        def loss_fn(x: torch.Tensor, _y: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+            is_forget = (pos < n_forget).to(ctx.device)
+            target = torch.empty(len(pos), ctx.num_classes, device=ctx.device)
+            with torch.no_grad():  # both teachers are in eval mode: rows are independent
+                if is_forget.any():
+                    target[is_forget] = bad(x[is_forget]).float()
+                if not is_forget.all():
+                    target[~is_forget] = ctx.original(x[~is_forget]).float()
+            return distill_kl(ctx.model(x), target, cfg.temperature)
+
         for epoch in track(range(cfg.epochs), "Bad Teacher epochs"):
             t0 = time.perf_counter()
-            ctx.model.train()
-            total, count = 0.0, 0
-            for x, _y, pos in ctx.batches(union):
-                is_forget = (pos < n_forget).to(ctx.device)
-                target = torch.empty(len(pos), ctx.num_classes, device=ctx.device)
-                with torch.no_grad(), ctx.autocast():  # both teachers are in eval mode: rows are independent
-                    if is_forget.any():
-                        target[is_forget] = bad(x[is_forget]).float()
-                    if not is_forget.all():
-                        target[~is_forget] = ctx.original(x[~is_forget]).float()
-                with ctx.autocast():
-                    loss = distill_kl(ctx.model(x), target, cfg.temperature)
-                total += step(ctx, optimizer, loss, "Bad Teacher") * len(pos)
-                count += len(pos)
-            ctx.log.append({"epoch": epoch, "loss": total / max(count, 1), "seconds": time.perf_counter() - t0})
+            loss = run_epoch(ctx, union, loss_fn, optimizer, "Bad Teacher")
+            ctx.log.append({"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0})
         return cfg.epochs

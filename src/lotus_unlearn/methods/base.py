@@ -305,11 +305,13 @@ def run_epoch(
     where: str,
     clip: float | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    batch_size: int | None = None,
 ) -> float:
-    """One shuffled pass over `data`: for each batch, `loss_fn(x, y, positions)` then a step. Mean loss."""
+    """One shuffled pass over `data`: for each batch, `loss_fn(x, y, positions)` then a step. Mean loss (over
+    every rank's batches in a torchrun job). `batch_size` overrides the config's."""
     ctx.model.train()
     total, count = 0.0, 0
-    for x, y, pos in ctx.batches(data):
+    for x, y, pos in ctx.batches(data, batch_size=batch_size):
         with ctx.autocast():
             loss = loss_fn(x, y, pos)
         total += step(ctx, optimizer, loss, where, clip) * len(y)

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from lotus_unlearn import distributed
 from lotus_unlearn.data.base import concat
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods.base import (
@@ -28,7 +27,7 @@ from lotus_unlearn.methods.base import (
     make_optimizer,
     random_subset,
     register,
-    step,
+    run_epoch,
 )
 from lotus_unlearn.metrics.predict import predict
 from lotus_unlearn.progress import track
@@ -139,21 +138,16 @@ class Lotus(Method):
                 ctx.log.append({**entry, "stopped": True})
                 break
             tau = temperature(d, cfg.alpha)
-            ctx.model.train()
-            total, count = 0.0, 0
-            for x, _y, pos in ctx.batches(union):
-                with torch.no_grad(), ctx.autocast():
+
+            def loss_fn(x: torch.Tensor, _y: torch.Tensor, pos: torch.Tensor, tau: float = tau) -> torch.Tensor:
+                with torch.no_grad():
                     z_t = teacher_cache[pos].to(ctx.device) if teacher_cache is not None else ctx.original(x)
                 target = targets(z_t, pos < n_forget, tau, ctx.noise, cfg.retain_target)
-                with ctx.autocast():
-                    z_u = ctx.model(x)
-                loss = soft_cross_entropy(z_u, target.to(ctx.device))
-                total += step(ctx, optimizer, loss, "LoTUS") * len(pos)
-                count += len(pos)
-            if distributed.active():  # log the mean loss over every rank's batches
-                total, count = distributed.all_reduce_sum(torch.tensor([total, count], dtype=torch.float64)).tolist()
+                return soft_cross_entropy(ctx.model(x), target.to(ctx.device))
+
+            loss = run_epoch(ctx, union, loss_fn, optimizer, "LoTUS")
             epochs_run += 1
-            ctx.log.append({**entry, "tau": tau, "loss": total / count, "seconds": time.perf_counter() - t0})
+            ctx.log.append({**entry, "tau": tau, "loss": loss, "seconds": time.perf_counter() - t0})
         return epochs_run
 
 

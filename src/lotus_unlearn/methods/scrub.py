@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.methods.base import Config, Context, Method, distill_kl, make_optimizer, register, step
+from lotus_unlearn.methods.base import Config, Context, Method, distill_kl, make_optimizer, register, run_epoch
 from lotus_unlearn.progress import track
 
 
@@ -50,31 +50,28 @@ class Scrub(Method):
             raise UserError(f"msteps must be >= 0, got {cfg.msteps}")
         student, teacher = ctx.model, ctx.original
         optimizer = make_optimizer(student.parameters(), cfg)  # the student: the model that is returned
+
+        def max_loss(x: torch.Tensor, _y: torch.Tensor, _pos: torch.Tensor) -> torch.Tensor:
+            """-KL(teacher || student) on forget: descending it maximises the divergence."""
+            with torch.no_grad():
+                z_t = teacher(x)
+            return -distill_kl(student(x), z_t, cfg.temperature)
+
+        def min_loss(x: torch.Tensor, y: torch.Tensor, _pos: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                z_t = teacher(x)
+            z_s = student(x)
+            return cfg.alpha * distill_kl(z_s, z_t, cfg.temperature) + cfg.gamma * F.cross_entropy(z_s.float(), y)
+
         for epoch in track(range(cfg.epochs), "SCRUB epochs"):
             t0 = time.perf_counter()
-            student.train()
             entry: dict = {"epoch": epoch}
             if epoch < cfg.msteps:
-                total, count = 0.0, 0
-                for x, _y, pos in ctx.batches(ctx.forget, batch_size=cfg.forget_batch_size):
-                    with torch.no_grad(), ctx.autocast():
-                        z_t = teacher(x)
-                    with ctx.autocast():
-                        kl = distill_kl(student(x), z_t, cfg.temperature)
-                    total += -step(ctx, optimizer, -kl, "SCRUB max step") * len(pos)
-                    count += len(pos)
-                entry["forget_kl"] = total / max(count, 1)
-            total, count = 0.0, 0
-            for x, y, pos in ctx.batches(ctx.retain):
-                with torch.no_grad(), ctx.autocast():
-                    z_t = teacher(x)
-                with ctx.autocast():
-                    z_s = student(x)
-                    loss = cfg.alpha * distill_kl(z_s, z_t, cfg.temperature) + cfg.gamma * F.cross_entropy(
-                        z_s.float(), y
-                    )
-                total += step(ctx, optimizer, loss, "SCRUB min step") * len(pos)
-                count += len(pos)
-            entry.update(retain_loss=total / max(count, 1), seconds=time.perf_counter() - t0)
+                neg_kl = run_epoch(
+                    ctx, ctx.forget, max_loss, optimizer, "SCRUB max step", batch_size=cfg.forget_batch_size
+                )
+                entry["forget_kl"] = -neg_kl
+            retain_loss = run_epoch(ctx, ctx.retain, min_loss, optimizer, "SCRUB min step")
+            entry.update(retain_loss=retain_loss, seconds=time.perf_counter() - t0)
             ctx.log.append(entry)
         return cfg.epochs
