@@ -25,10 +25,10 @@ from lotus_unlearn.methods.base import (
     make_context,
     mean_gradients,
     random_wrong_labels,
-    reinitialized_copy,
 )
 from lotus_unlearn.methods.ssd import SSDConfig, dampen, dampening_factors
 from lotus_unlearn.metrics.predict import predict
+from lotus_unlearn.models import reinitialized_copy
 
 FAST: dict[str, Any] = {"device": "cpu", "seed": 0, "augment": False}
 

@@ -22,9 +22,9 @@ from lotus_unlearn.methods.base import (
     make_optimizer,
     random_subset,
     register,
-    reinitialized_copy,
     run_epoch,
 )
+from lotus_unlearn.models import reinitialized_copy
 from lotus_unlearn.progress import track
 
 TEACHER_SEED_OFFSET = 104729  # the incompetent teacher's init seed is cfg.seed + this

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from lotus_unlearn.methods.base import Context, Method, register, reinitialized_copy
+from lotus_unlearn.methods.base import Context, Method, register
+from lotus_unlearn.models import reinitialized_copy
 from lotus_unlearn.train import TrainConfig, train_model
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,24 +41,11 @@ ENTROPY_BINS = 30
 CONFIDENCE_BINS = 20
 
 
-def _reinit_(model: nn.Module) -> None:
-    """Re-initialise every parameter in place: each module's own `reset_parameters` (or `_reset_parameters`,
-    e.g. attention projections); parameters of modules without one (tokens, position embeddings) ~ N(0, 0.02)."""
-    for module in model.modules():
-        reset = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
-        if callable(reset):
-            reset()
-        else:
-            for p in module.parameters(recurse=False):
-                torch.nn.init.normal_(p, std=0.02)
-
-
 def random_init_copy(model: nn.Module, seed: int = 0) -> nn.Module:
     """A randomly initialised model of the same architecture (the "incompetent teacher" of ZRF), in eval mode
     on the model's device. Built-in models are rebuilt from their `lotus_spec` with their own initialisation;
     others are deep-copied and re-initialised. Seeded; the global RNG state is left untouched."""
-    from lotus_unlearn.models import create_model
-    from lotus_unlearn.models.registry import MODELS
+    from lotus_unlearn.models.registry import MODELS, create_model, reinitialized_copy
 
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
@@ -69,8 +55,7 @@ def random_init_copy(model: nn.Module, seed: int = 0) -> nn.Module:
         if isinstance(spec, dict) and spec.get("name") in MODELS:
             rand = create_model(spec["name"], **spec["kwargs"])
         else:
-            rand = copy.deepcopy(model).cpu()
-            _reinit_(rand)
+            rand = reinitialized_copy(model, seed)
     return rand.to(device).eval()
 
 

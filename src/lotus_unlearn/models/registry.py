@@ -6,10 +6,12 @@ arguments are stored on the model as `lotus_spec`, so a checkpoint can rebuild i
 
 from __future__ import annotations
 
+import copy
 import importlib
 from collections.abc import Callable
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from lotus_unlearn.errors import UserError
@@ -80,3 +82,24 @@ def create_model(
         },
     }
     return model
+
+
+def reinitialized_copy(model: nn.Module, seed: int) -> nn.Module:
+    """A CPU copy of `model` with fresh weights: every module's own `reset_parameters()` (or `_reset_parameters()`)
+    under a private CPU generator seeded with `seed`, which also resets BatchNorm statistics. Parameters that no
+    module resets (e.g. a ViT's class token or position embedding) are drawn from a truncated N(0, 0.02^2).
+    The global RNG state is left as it was."""
+    fresh = copy.deepcopy(model).cpu()
+    covered: set[int] = set()
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        for module in fresh.modules():
+            reset = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
+            if callable(reset):
+                reset()
+                covered.update(id(p) for p in module.parameters(recurse=False))
+        with torch.no_grad():
+            for p in fresh.parameters():
+                if id(p) not in covered:
+                    nn.init.trunc_normal_(p, std=0.02)
+    return fresh
