@@ -23,13 +23,7 @@ FORGET_STREAM_OFFSET = 7919  # seed offset of the forget-batch stream, so the re
 
 
 @dataclass
-class NegGradPlusConfig(Config):
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    optimizer: str = "sgd"
+class NegGradPlusConfig(Config):  # SGD 1e-3, momentum 0.9, wd 5e-4 (the base defaults), plus:
     beta: float = 0.999  # weight of the retain CE; 1 - beta weighs the (negated) forget CE
     forget_batch_size: int | None = None  # None: batch_size
 

@@ -5,7 +5,6 @@ over the retain set with the true labels (Graves et al., AAAI 2021, "amnesiac" r
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch.nn.functional as F
 
@@ -21,15 +20,7 @@ from lotus_unlearn.methods.base import (
 )
 from lotus_unlearn.progress import track
 
-
-@dataclass
-class RandomLabelConfig(Config):
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    optimizer: str = "sgd"
+RandomLabelConfig = Config  # spec §4: SGD 1e-3, momentum 0.9, wd 5e-4, the base defaults
 
 
 def run_random_label(ctx: Context) -> int:

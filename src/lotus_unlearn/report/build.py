@@ -370,19 +370,3 @@ def load_report(run_dir: str | Path) -> dict[str, Any]:
         what = f"lacks {', '.join(missing)}" if missing else "has no lotus-unlearn-report format tag"
         raise UserError(f"{path} is not a lotus-unlearn report ({what}); pass the output folder of `unlearn`")
     return report
-
-
-__all__ = [
-    "FORMAT",
-    "REPORT_FILES",
-    "ROWS",
-    "build_report",
-    "full_table",
-    "history_entry",
-    "lineage_of",
-    "load_report",
-    "metrics_table",
-    "render_html",
-    "render_markdown",
-    "write_report",
-]
