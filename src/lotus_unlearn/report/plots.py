@@ -37,6 +37,18 @@ def _density(counts: list[int]) -> list[float]:
     return [c / total for c in counts]
 
 
+def _entropy_stairs(ax: Any, hist: dict[str, Any], bins: Any, label: str, colour: str, style: str) -> None:
+    """One entropy histogram as a step line, labelled with its mean."""
+    ax.stairs(
+        _density(hist["counts"]),
+        bins,
+        label=f"{label}, mean {hist['mean']:.3f}",
+        color=colour,
+        linestyle=style,
+        linewidth=1.8,
+    )
+
+
 def entropy_plot(diag: dict[str, Any]) -> str | None:
     """Histograms of prediction entropy on forget / retain / test, before vs after (and gold when given), and a
     last panel overlaying forget and test after unlearning: the forget set must not stand out."""
@@ -50,26 +62,12 @@ def entropy_plot(diag: dict[str, Any]) -> str | None:
             hist = (diag.get(f"{prefix}entropy") or {}).get(split)
             if hist is None:
                 continue
-            ax.stairs(
-                _density(hist["counts"]),
-                bins,
-                label=f"{label}, mean {hist['mean']:.3f}",
-                color=colour,
-                linestyle=style,
-                linewidth=1.8,
-            )
+            _entropy_stairs(ax, hist, bins, label, colour, style)
         ax.set_title(f"{split} set")
     last = axes[3]
     for split, colour, style in (("test", "#2ca02c", "--"), ("forget", SERIES[""][1], "-")):
         hist = diag["entropy"][split]
-        last.stairs(
-            _density(hist["counts"]),
-            bins,
-            label=f"{split}, mean {hist['mean']:.3f}",
-            color=colour,
-            linestyle=style,
-            linewidth=1.8,
-        )
+        _entropy_stairs(last, hist, bins, split, colour, style)
     last.set_title("after: forget vs test")
     for ax in axes:
         ax.set_xlabel("entropy of the prediction (nats)")
