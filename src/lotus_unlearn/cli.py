@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from lotus_unlearn.errors import UnlearningFailed, UserError
 
@@ -472,16 +471,10 @@ def _check_output(out: Path, is_file: bool = False) -> None:
 
 
 def _print_metrics(metrics: dict[str, Any], name: str) -> None:
-    from lotus_unlearn.report import metrics_table
-    from lotus_unlearn.report.build import _columns
+    from lotus_unlearn.report import model_columns, rich_table
 
-    cols = _columns(metrics, name)
-    table = Table()
-    table.add_column("metric")
-    for c in cols:
-        table.add_column(c, justify="right")
-    for row in metrics_table(metrics, cols):
-        table.add_row(*row)
+    cols = model_columns(metrics, name)
+    table = rich_table(metrics, name)
     for key in ("zrf", "jsd", "avg_gap"):
         if key in metrics:
             table.add_row(key, *[""] * (len(cols) - 1), f"{metrics[key]:.4f}")

@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from lotus_unlearn.checkpoint import save_checkpoint
 from lotus_unlearn.data import save_split
 from lotus_unlearn.methods import unlearn
 from lotus_unlearn.metrics import avg_gap, evaluate
 from lotus_unlearn.pipeline import ForgetRequest, prepare, train_cached
-from lotus_unlearn.report import build_report, metrics_table, write_report
+from lotus_unlearn.report import build_report, rich_table, write_report
 
 # A small CNN on a 10k-sample subset, trained without augmentation long enough to memorise its training set
 # (train - test accuracy >= 5 points), so that there is something to forget.
@@ -72,13 +71,7 @@ def run_demo(
     console.print(f"LoTUS ran {result.epochs_run} epochs in {result.seconds:.1f} s; evaluating ...")
     metrics = evaluate(result.model, exp.splits, original=original, gold=gold, seed=seed)
 
-    table = Table(title="Fashion-MNIST demo: forget 10% of each class")
-    cols = {"original": "original_", "gold (retrained)": "gold_", "LoTUS": ""}
-    table.add_column("metric")
-    for c in cols:
-        table.add_column(c, justify="right")
-    for row in metrics_table(metrics, cols):
-        table.add_row(*row)
+    table = rich_table(metrics, "LoTUS", title="Fashion-MNIST demo: forget 10% of each class")
     table.add_row("time (s)", f"{o_meta['seconds']:.1f}", f"{g_meta['seconds']:.1f}", f"{result.seconds:.1f}")
     console.print(table)
     gap = metrics["original_acc_retain"] - metrics["original_acc_test"]

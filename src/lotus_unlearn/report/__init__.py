@@ -11,8 +11,10 @@ from lotus_unlearn.report.build import (
     lineage_of,
     load_report,
     metrics_table,
+    model_columns,
     render_html,
     render_markdown,
+    rich_table,
     write_report,
 )
 from lotus_unlearn.report.verdict import verdict
@@ -27,8 +29,10 @@ __all__ = [
     "lineage_of",
     "load_report",
     "metrics_table",
+    "model_columns",
     "render_html",
     "render_markdown",
+    "rich_table",
     "verdict",
     "write_report",
 ]

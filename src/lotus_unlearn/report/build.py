@@ -207,7 +207,8 @@ def metrics_table(metrics: dict[str, Any], columns: dict[str, str]) -> list[list
     return rows
 
 
-def _columns(metrics: dict[str, Any], method: str) -> dict[str, str]:
+def model_columns(metrics: dict[str, Any], method: str) -> dict[str, str]:
+    """Column title -> key prefix for the models `metrics` covers: original, gold (retrained), then `method`."""
     cols = {}
     if "original_acc_forget" in metrics:
         cols["original"] = "original_"
@@ -215,6 +216,20 @@ def _columns(metrics: dict[str, Any], method: str) -> dict[str, str]:
         cols["gold (retrained)"] = "gold_"
     cols[method] = ""
     return cols
+
+
+def rich_table(metrics: dict[str, Any], method: str, title: str | None = None) -> Any:
+    """The main metrics as a rich Table, one column per model (for the terminal)."""
+    from rich.table import Table
+
+    cols = model_columns(metrics, method)
+    table = Table(title=title)
+    table.add_column("metric")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for row in metrics_table(metrics, cols):
+        table.add_row(*row)
+    return table
 
 
 def _value(metrics: dict[str, Any], where: str, prefix: str, key: str) -> Any:
@@ -230,7 +245,7 @@ def full_table(metrics: dict[str, Any], method: str) -> tuple[list[str], list[di
     """(column titles, rows) of every metric in the report; a row is {"label", "help", "values"}."""
     cols = {
         "before (original)" if k == "original" else (f"after ({k})" if p == "" else k): p
-        for k, p in _columns(metrics, method).items()
+        for k, p in model_columns(metrics, method).items()
     }
     rows = []
     for label, where, key, fmt, help_ in FULL_ROWS:
