@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.methods.base import Config, Context, Method, endless_batches, make_optimizer, register, step
+from lotus_unlearn.methods.base import Config, Context, Method, endless_batches, make_optimizer, register, run_epoch
 from lotus_unlearn.progress import track
 
 FORGET_STREAM_OFFSET = 7919  # seed offset of the forget-batch stream, so the retain stream equals finetune's
@@ -50,18 +50,17 @@ class NegGradPlus(Method):
             torch.Generator().manual_seed(cfg.seed + FORGET_STREAM_OFFSET),
             cfg.forget_batch_size,
         )
+
+        def joint_loss(x: torch.Tensor, y: torch.Tensor, _pos: torch.Tensor) -> torch.Tensor:
+            """beta * CE(retain batch) - (1 - beta) * CE(next forget batch)."""
+            loss = F.cross_entropy(ctx.model(x).float(), y)
+            if cfg.beta < 1.0:
+                xf, yf, _ = next(forget_stream)
+                loss = cfg.beta * loss - (1.0 - cfg.beta) * F.cross_entropy(ctx.model(xf).float(), yf)
+            return loss
+
         for epoch in track(range(cfg.epochs), "NegGrad+ epochs"):
             t0 = time.perf_counter()
-            ctx.model.train()
-            total, count = 0.0, 0
-            for x, y, _ in ctx.batches(ctx.retain):
-                with ctx.autocast():
-                    loss = F.cross_entropy(ctx.model(x).float(), y)
-                    if cfg.beta < 1.0:
-                        xf, yf, _ = next(forget_stream)
-                        forget_ce = F.cross_entropy(ctx.model(xf).float(), yf)
-                        loss = cfg.beta * loss - (1.0 - cfg.beta) * forget_ce
-                total += step(ctx, optimizer, loss, "NegGrad+") * len(y)
-                count += len(y)
-            ctx.log.append({"epoch": epoch, "loss": total / max(count, 1), "seconds": time.perf_counter() - t0})
+            loss = run_epoch(ctx, ctx.retain, joint_loss, optimizer, "NegGrad+")
+            ctx.log.append({"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0})
         return cfg.epochs
