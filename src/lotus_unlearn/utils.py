@@ -47,6 +47,17 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+# Inference batch sizes: large batches feed an accelerator; on CPU the activations of 1024 images overflow the
+# caches and every image costs 1.4-1.8x more than at 128 (benchmarks/eval_tuning.py, docs/performance.md).
+EVAL_BATCH = {"cpu": 128}
+EVAL_BATCH_ACCELERATOR = 1024
+
+
+def eval_batch_size(device: torch.device, requested: int | None = None) -> int:
+    """`requested`, or the fastest inference batch size for the device type: 128 on CPU, 1024 on CUDA / MPS."""
+    return requested or EVAL_BATCH.get(device.type, EVAL_BATCH_ACCELERATOR)
+
+
 def autocast(device: torch.device, enabled: bool | None = None) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA by default, nothing on CPU/MPS."""
     use = device.type == "cuda" if enabled is None else enabled

@@ -270,19 +270,24 @@ class _GroupContext:
     def evaluate(self, model: Any) -> dict[str, Any]:
         from lotus_unlearn.metrics import evaluate
 
-        e = self.cfg.eval
         return evaluate(
             model,
             self.exp.splits,
             original=self.original,
             gold=self.gold,
             cache=self.cache,
-            device=self.cfg.device,
             seed=self.group.seed,
-            batch_size=int(e.get("batch_size", 1024)),
-            amp=e.get("amp", False),
-            n_boot=int(e.get("n_boot", 200)),
+            n_boot=int(self.cfg.eval.get("n_boot", 200)),
+            **self.predict_opts,
         )
+
+    @property
+    def predict_opts(self) -> dict[str, Any]:
+        """How every model runs on a split: the config's device, `eval.batch_size` (default: the device's
+        fastest) and `eval.amp` (default off: bf16 logits move small JSD values)."""
+        e = self.cfg.eval
+        batch = e.get("batch_size")
+        return {"batch_size": int(batch) if batch else None, "device": self.cfg.device, "amp": e.get("amp", False)}
 
     def run(self, v: Variant) -> dict[str, Any]:
         from lotus_unlearn.methods import get_method
@@ -328,8 +333,7 @@ class _GroupContext:
             return {}
         from lotus_unlearn.bench.alpha import selection_scalars
 
-        e = self.cfg.eval
-        opts = {"batch_size": int(e.get("batch_size", 1024)), "device": self.cfg.device, "amp": e.get("amp", False)}
+        opts = self.predict_opts
         val = self.exp.bundle.val
         po_val = self.cache.get(self.original, val, **opts)
         pu_forget = self.cache.get(model, self.exp.forget, **opts)
@@ -339,7 +343,7 @@ class _GroupContext:
             unlearned_forget_logits=pu_forget.logits,
             forget_labels=pu_forget.labels,
             seed=self.group.seed,
-            n_boot=int(e.get("n_boot", 200)),
+            n_boot=int(self.cfg.eval.get("n_boot", 200)),
             floor=self.selection_floor,
         )
         return out

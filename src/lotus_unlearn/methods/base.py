@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from lotus_unlearn import distributed
 from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches
 from lotus_unlearn.errors import UnlearningFailed, UserError
-from lotus_unlearn.utils import autocast, resolve_device, seed_everything, speed_setup
+from lotus_unlearn.utils import autocast, eval_batch_size, resolve_device, seed_everything, speed_setup
 
 METHODS: dict[str, type[Method]] = {}
 
@@ -52,7 +52,7 @@ class Config:
     device: str = "auto"
     augment: bool = True
     amp: bool | None = None
-    eval_batch_size: int = 1024
+    eval_batch_size: int | None = None  # None: the device's fastest (utils.eval_batch_size: CPU 128, GPU 1024)
     channels_last: bool | None = None  # None: NHWC weights for conv models (faster on CPU and CUDA)
     compile: bool = False  # torch.compile the model (and the frozen original) in place
 
@@ -109,7 +109,9 @@ class Context:
         batch stays `batch_size`); evaluation batches cover all of `data` unless `shard=True`, which gives each
         sample to exactly one rank (then sum or gather the results over ranks).
         """
-        size = batch_size or (self.cfg.batch_size if shuffle else self.cfg.eval_batch_size)
+        size = batch_size or (
+            self.cfg.batch_size if shuffle else eval_batch_size(self.device, self.cfg.eval_batch_size)
+        )
         world = distributed.world_size()
         spec = None
         if world > 1 and (shuffle if shard is None else shard):
@@ -179,7 +181,7 @@ def build_config(cfg_cls: type, hparams: dict[str, Any], method: str) -> Any:
     values = {k: _coerce(k, v, hints[k]) for k, v in hparams.items()}
     cfg = cfg_cls(**values)
     for k in ("epochs", "batch_size", "eval_batch_size"):
-        if getattr(cfg, k) < (0 if k == "epochs" else 1):
+        if getattr(cfg, k) is not None and getattr(cfg, k) < (0 if k == "epochs" else 1):
             raise UserError(f"hyper-parameter {k} must be positive, got {getattr(cfg, k)}")
     if cfg.lr < 0 or cfg.weight_decay < 0:
         raise UserError("hyper-parameters lr and weight_decay must be >= 0")
@@ -261,15 +263,25 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 
 
 def make_optimizer(params: Iterable[nn.Parameter], cfg: Config) -> torch.optim.Optimizer:
-    """The one optimizer factory: sgd (with momentum), adam or adamw, with the config's lr and weight decay."""
+    """The one optimizer factory: sgd (with momentum), adam or adamw, with the config's lr and weight decay.
+
+    Uses torch's fused kernel where it has one for these weights (CUDA; CPU from torch 2.4): one kernel for the
+    whole update instead of a loop over tensors (demo CNN on CPU: AdamW 0.21 vs 0.67 ms, SGD 0.09 vs 0.26 ms per
+    step, docs/performance.md). Same update rule; only the float rounding differs from the loop.
+    """
     name = cfg.optimizer.lower()
     if name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise UserError(f"optimizer {cfg.optimizer!r} is unknown; pass sgd, adam or adamw")
+        cls, kw = torch.optim.SGD, {"momentum": cfg.momentum}
+    elif name in ("adam", "adamw"):
+        cls, kw = (torch.optim.Adam if name == "adam" else torch.optim.AdamW), {}
+    else:
+        raise UserError(f"optimizer {cfg.optimizer!r} is unknown; pass sgd, adam or adamw")
+    params = list(params)
+    kw.update(lr=cfg.lr, weight_decay=cfg.weight_decay)
+    try:
+        return cls(params, **kw, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this torch, device or dtype
+        return cls(params, **kw)
 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:

@@ -157,7 +157,7 @@ def evaluate(
     original: nn.Module | None = None,
     gold: nn.Module | None = None,
     *,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     amp: bool | None = False,
     cache: PredictionCache | None = None,

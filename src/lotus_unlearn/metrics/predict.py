@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from lotus_unlearn import distributed
 from lotus_unlearn.data.base import TensorData, as_dataset, batches
-from lotus_unlearn.utils import autocast, has_conv2d, is_channels_last, resolve_device
+from lotus_unlearn.utils import autocast, eval_batch_size, has_conv2d, is_channels_last, resolve_device
 
 
 @dataclass
@@ -70,7 +70,7 @@ def predict(
     model: nn.Module,
     data: Dataset,
     *,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     amp: bool | None = None,
     shard: bool | None = None,
@@ -78,7 +78,8 @@ def predict(
 ) -> Predictions:
     """Logits of `model` on every sample of `data`, in order: eval mode, eval transforms, no gradients.
 
-    `device` None runs where the model's weights are. Memory holds the N x C logits and one batch of
+    `device` None runs where the model's weights are; `batch_size` None is the device's fastest
+    (`utils.eval_batch_size`: 128 on CPU, 1024 on an accelerator). Memory holds the N x C logits and one batch of
     activations, never N x features. The model's mode and device are restored afterwards.
     Inside a torchrun job (`shard` None or True) every rank runs 1/world of the samples and the logits are
     gathered, each sample once and in order, on every rank; all ranks must call it. `shard=False` runs
@@ -99,7 +100,7 @@ def predict(
         _move(model, memory_format=torch.channels_last)
     try:
         parts, labels = [], []
-        for x, y, _ in batches(data, batch_size, device=dev, shard=spec):
+        for x, y, _ in batches(data, eval_batch_size(dev, batch_size), device=dev, shard=spec):
             with autocast(dev, amp):
                 parts.append(model(x).float().cpu())
             labels.append(y.cpu())
@@ -140,7 +141,7 @@ class PredictionCache:
         *,
         model_key: str | None = None,
         data_key: str | None = None,
-        batch_size: int = 1024,
+        batch_size: int | None = None,
         device: str | torch.device | None = None,
         amp: bool | None = None,
     ) -> Predictions:

@@ -1,0 +1,89 @@
+"""The speed defaults of docs/performance.md: the device's inference batch size and fused optimizers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lotus_unlearn.data.base import TensorData
+from lotus_unlearn.errors import UserError
+from lotus_unlearn.methods import base
+from lotus_unlearn.methods.base import Config, build_config
+from lotus_unlearn.metrics.predict import predict
+from lotus_unlearn.utils import eval_batch_size
+
+
+def test_eval_batch_size_is_small_on_cpu_large_on_accelerators_and_a_request_wins() -> None:
+    assert eval_batch_size(torch.device("cpu")) == 128
+    assert eval_batch_size(torch.device("cuda")) == 1024
+    assert eval_batch_size(torch.device("mps")) == 1024
+    assert eval_batch_size(torch.device("cpu"), 300) == 300
+    assert eval_batch_size(torch.device("cuda"), 64) == 64
+
+
+def test_predict_default_batch_runs_in_cpu_sized_batches_and_matches_one_big_batch() -> None:
+    torch.manual_seed(0)
+    data = TensorData(torch.randint(0, 256, (300, 1, 8, 8), dtype=torch.uint8), torch.randint(0, 3, (300,)))
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 3))
+    sizes: list[int] = []
+    hook = net.register_forward_hook(lambda _m, inputs, _out: sizes.append(len(inputs[0])))
+    default = predict(net, data, device="cpu")
+    assert sizes == [128, 128, 44]
+    sizes.clear()
+    whole = predict(net, data, device="cpu", batch_size=1024)
+    hook.remove()
+    assert sizes == [300]
+    torch.testing.assert_close(default.logits, whole.logits, rtol=1e-5, atol=1e-6)
+    assert torch.equal(default.labels, data.labels)
+
+
+def test_eval_batch_size_hparam_accepts_none_and_refuses_zero() -> None:
+    assert build_config(Config, {}, "x").eval_batch_size is None
+    assert build_config(Config, {"eval_batch_size": "none"}, "x").eval_batch_size is None
+    assert build_config(Config, {"eval_batch_size": "256"}, "x").eval_batch_size == 256
+    with pytest.raises(UserError, match="eval_batch_size must be positive"):
+        build_config(Config, {"eval_batch_size": 0}, "x")
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)]
+)
+def test_optimizers_are_fused_where_torch_has_the_kernel(name: str, cls: type) -> None:
+    params = [torch.nn.Parameter(torch.randn(3, 2))]
+    opt = base.make_optimizer(params, Config(optimizer=name, lr=0.1, weight_decay=0.01))
+    assert type(opt) is cls
+    assert opt.defaults["lr"] == 0.1 and opt.defaults["weight_decay"] == 0.01
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4):  # CPU kernels for all three since 2.4
+        assert opt.defaults["fused"] is True
+
+
+def test_fused_and_loop_optimizers_take_the_same_step() -> None:
+    """Same update rule: fused AdamW and the per-tensor loop agree to float rounding over a few steps."""
+    torch.manual_seed(0)
+    start, grads = torch.randn(5, 4), [torch.randn(5, 4) for _ in range(3)]
+    out = []
+    for fused in (True, False):
+        p = torch.nn.Parameter(start.clone())
+        opt = torch.optim.AdamW([p], lr=0.01, weight_decay=0.1, fused=fused)
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        out.append(p.detach())
+    torch.testing.assert_close(out[0], out[1], rtol=1e-6, atol=1e-7)
+
+
+def test_optimizer_falls_back_to_the_loop_without_a_fused_kernel(monkeypatch) -> None:
+    real = torch.optim.SGD
+
+    class NoFused(real):  # a torch, device or dtype without the fused kernel refuses fused=True
+        def __init__(self, params, **kw):
+            if kw.get("fused"):
+                raise RuntimeError(
+                    "`fused=True` requires all the params to be floating point Tensors of supported devices"
+                )
+            super().__init__(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "SGD", NoFused)
+    opt = base.make_optimizer([torch.nn.Parameter(torch.randn(2))], Config(lr=0.1))
+    assert isinstance(opt, NoFused) and not opt.defaults.get("fused")
+    assert opt.defaults["momentum"] == 0.9
