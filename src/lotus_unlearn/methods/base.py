@@ -284,9 +284,12 @@ def make_optimizer(params: Iterable[nn.Parameter], cfg: Config) -> torch.optim.O
         return cls(params, **kw)
 
 
-def check_finite(loss: torch.Tensor, where: str) -> None:
-    if not torch.isfinite(loss):
-        raise UnlearningFailed(f"the loss became {loss.item()} during {where}; lower lr (the input model is untouched)")
+def check_finite(loss: torch.Tensor | float, where: str) -> float:
+    """The loss as a Python float (one host sync); a NaN or infinite loss raises `UnlearningFailed`."""
+    value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+    if not math.isfinite(value):
+        raise UnlearningFailed(f"the loss became {value} during {where}; lower lr (the input model is untouched)")
+    return value
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -297,7 +300,7 @@ def step(
 ) -> float:
     """One optimisation step on `loss`; refuses a non-finite loss. With `ctx.param_mask` set, masked-out
     weights get no gradient and are restored after the step (so weight decay and momentum cannot move them)."""
-    check_finite(loss, where)
+    value = check_finite(loss, where)  # the step's only host sync: the check and the logged loss in one read
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     distributed.sync_grads(ctx.model.parameters())  # torchrun: the mean over ranks, as DDP; no-op in one process
@@ -309,7 +312,7 @@ def step(
     if ctx.param_mask is not None:
         ctx.param_mask.restore(optimizer)
     distributed.sync_buffers(ctx.model)  # torchrun: rank 0's BatchNorm statistics, as DDP
-    return float(loss.detach())
+    return value
 
 
 def run_epoch(
