@@ -49,7 +49,7 @@ def measure(train_size: int, heldout: int, threads: int) -> dict[str, Any]:
     for s in (1, 2, 3):
         torch.manual_seed(s)
         models.append(lu.create_model("cnn", num_classes=10, in_channels=1, image_size=28, width=16, hidden=128))
-    # warm-up at full batch size, so that the allocator's and oneDNN's pools for 1024-image batches exist before
+    # warm-up at full batch size, so that the allocator's and oneDNN's pools for full batches exist before
     # the measurement (a first pass at a new batch shape grows RSS by 100-200 MiB that is then reused)
     warm = {k: v.subset(torch.arange(min(len(v), 2048))) for k, v in splits.items()}
     lu.evaluate(models[0], warm, original=models[1], gold=models[2])

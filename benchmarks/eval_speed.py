@@ -279,7 +279,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[4000, 12000], help="Fashion-MNIST train sizes")
     parser.add_argument("--heldout", type=int, default=1000, help="val and test size each (0: the full 5000)")
     parser.add_argument("--naive-samples", type=int, default=200, help="batch-size-1 calls timed for the estimate")
-    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=128, help="the library's CPU default")
     parser.add_argument(
         "--repeats",
         type=int,

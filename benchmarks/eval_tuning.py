@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024, 4096])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256, 1024])
     args = parser.parse_args()
     data = load_dataset("fashion-mnist", train_size=args.n, seed=0).train
     torch.manual_seed(0)

@@ -1,8 +1,10 @@
 """LoTUS's cost per trained sample against fine-tuning's, side by side in one process.
 
-Setting: the demo's Fashion-MNIST configuration (10k subset, 10% per-class forget split, small CNN width 16,
-hidden 128, batch 128), each method with its own defaults except `epochs` (`--epochs`) and, for LoTUS,
-`a_ref=0` so that the stop rule cannot end a run early (cost per epoch does not depend on the temperature).
+Setting: the Fashion-MNIST benchmark configuration (`configs/fashion_mnist.yaml`, first seed): 10k subset, 10%
+per-class forget split, and its trained original (the small CNN width 16, hidden 128, from the model cache;
+trained first if missing); batch 128; each method with its own defaults except `epochs` (`--epochs`) and, for
+LoTUS, `a_ref=0` so that the stop rule cannot end a run early (cost per epoch does not depend on the
+temperature). `--fresh` uses a randomly initialised CNN instead.
 
 * fine-tuning trains on the retain set (9000 samples per epoch);
 * LoTUS trains on the forget set plus a 30% retain subset (1000 + 2700 = 3700 samples per epoch), and each
@@ -12,10 +14,11 @@ hidden 128, batch 128), each method with its own defaults except `epochs` (`--ep
 Cost per trained sample = epoch seconds (LoTUS's epoch includes its accuracy pass) / samples trained in that
 epoch. The two methods run back to back `--repeats` times, with augmentation on and off. The ratio is taken per
 repeat (LoTUS's median epoch over the adjacent fine-tuning run's), so that a slow spell of a shared machine
-moves both sides of a ratio; the median over repeats is the result, with the range. One-off costs (model
+moves both sides of a ratio; the median over repeats is the result, with its quartiles (identical work varies by
+~12% between runs on the 2-core development machine, hence the default of 20 repeats). One-off costs (model
 copies, LoTUS's a_ref pass over val, the teacher-logit cache) are printed separately as the whole-run ratio.
 
-    .venv/bin/python benchmarks/lotus_cost.py --repeats 7 --epochs 2 --threads 1
+    .venv/bin/python benchmarks/lotus_cost.py --threads 1
 """
 
 from __future__ import annotations
@@ -30,29 +33,30 @@ os.environ.setdefault("LOTUS_PROGRESS", "0")
 import torch
 
 import lotus_unlearn as lu
-from lotus_unlearn.data import instance_split, load_dataset
-
-
-def model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return lu.create_model("cnn", num_classes=10, in_channels=1, image_size=28, width=16, hidden=128)
+from lotus_unlearn.bench.config import load_config
+from lotus_unlearn.bench.runner import GroupContext
+from lotus_unlearn.pipeline import model_for
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-size", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--config", default="configs/fashion_mnist.yaml")
+    parser.add_argument("--fresh", action="store_true", help="a randomly initialised CNN instead of the original")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    bundle = load_dataset("fashion-mnist", train_size=args.train_size, seed=0)
-    forget, retain = instance_split(bundle.train, 0.1, seed=0).apply(bundle.train)
-    net = model()
+    cfg = load_config(args.config)
+    group = next(g for g in cfg.groups() if g.forget.kind == "instance")
+    ctx = GroupContext(cfg, group, gold=False)
+    bundle, forget, retain = ctx.exp.bundle, ctx.exp.forget, ctx.exp.retain
+    net = model_for(bundle, group.model.model, 0, **group.model.model_kwargs) if args.fresh else ctx.original
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}; "
-        f"forget {len(forget)}, retain {len(retain)}, cnn width 16 hidden 128, batch 128, "
+        f"{group.benchmark} seed {group.seed}, {'fresh' if args.fresh else 'trained original'} {group.model.model} "
+        f"{group.model.model_kwargs}; forget {len(forget)}, retain {len(retain)}, batch 128, "
         f"{args.epochs} epochs x {args.repeats} interleaved repeats"
     )
     common = {"epochs": args.epochs, "device": "cpu", "seed": 0}
@@ -76,6 +80,7 @@ def main() -> None:
             whole.append(run["lotus"][1] / run["finetune"][1])
         ft, lo = statistics.median(per_sample["finetune"]), statistics.median(per_sample["lotus"])
         ratio = statistics.median(ratios)
+        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratio, ratio, ratio)
         target = 1.4 if augment else 1.1
         label = "augmentation on (teacher forward every batch)" if augment else "augmentation off (teacher cached)"
         print(f"\n{label}:")
@@ -83,7 +88,7 @@ def main() -> None:
         print(f"  LoTUS        {1e6 * lo:7.1f} us per trained sample (median epoch, forget-accuracy pass included)")
         print(
             f"  LoTUS / fine-tuning per epoch: {ratio:.3f}x median of {len(ratios)} repeats "
-            f"(range {min(ratios):.3f}-{max(ratios):.3f}; target <= {target}x: {'met' if ratio <= target else 'NOT met'})"
+            f"(quartiles {q1:.3f}-{q3:.3f}; target <= {target}x: {'met' if ratio <= target else 'NOT met'})"
         )
         print(f"  whole runs incl. one-off setup ({args.epochs} epochs): {statistics.median(whole):.3f}x")
     print(f"\nload average now {os.getloadavg()[0]:.1f}")

@@ -284,7 +284,7 @@ class StubContext:
 
 @pytest.fixture
 def stub(monkeypatch):
-    monkeypatch.setattr(runner, "_GroupContext", StubContext)
+    monkeypatch.setattr(runner, "GroupContext", StubContext)
     monkeypatch.setattr("lotus_unlearn.utils.provenance", lambda: {"git_commit": "abc"})
     StubContext.calls, StubContext.fail_on, StubContext.interrupt_on = [], set(), None
     return StubContext

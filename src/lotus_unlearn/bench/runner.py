@@ -215,7 +215,7 @@ def run_group(
 
     echo(f"group {group.id}: {len(variants)} cell(s)")
     try:
-        ctx = _GroupContext(cfg, group)
+        ctx = GroupContext(cfg, group)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # data or training failed: every cell of the group fails with that line
@@ -239,10 +239,10 @@ def run_group(
     return counts
 
 
-class _GroupContext:
+class GroupContext:
     """The shared state of one group: data, split, original, gold, prediction cache, retrain-free selection data."""
 
-    def __init__(self, cfg: BenchConfig, group: Group) -> None:
+    def __init__(self, cfg: BenchConfig, group: Group, *, gold: bool = True) -> None:
         from lotus_unlearn.metrics import PredictionCache
         from lotus_unlearn.pipeline import ForgetRequest, prepare, train_cached
 
@@ -262,8 +262,10 @@ class _GroupContext:
         }
         with _lock(config_hash({"group": group.id, "o": common, "role": "original"})):
             self.original, self.o_meta = train_cached(self.exp.bundle, self.exp.bundle.train, role="original", **common)
-        with _lock(config_hash({"group": group.id, "g": common, "forget": self.exp.split.sha256})):
-            self.gold, self.g_meta = train_cached(self.exp.bundle, self.exp.retain, role="gold", **common)
+        self.gold, self.g_meta = None, {}
+        if gold:  # the benchmarks that time LoTUS alone skip it
+            with _lock(config_hash({"group": group.id, "g": common, "forget": self.exp.split.sha256})):
+                self.gold, self.g_meta = train_cached(self.exp.bundle, self.exp.retain, role="gold", **common)
         self.cache = PredictionCache()
         self.selection_floor: dict[str, float] | None = None
 
