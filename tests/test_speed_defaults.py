@@ -10,7 +10,7 @@ from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods import base
 from lotus_unlearn.methods.base import Config, build_config
 from lotus_unlearn.metrics.predict import predict
-from lotus_unlearn.utils import eval_batch_size
+from lotus_unlearn.utils import eval_batch_size, state_dict_hash
 
 
 def test_eval_batch_size_is_small_on_cpu_large_on_accelerators_and_a_request_wins() -> None:
@@ -87,3 +87,26 @@ def test_optimizer_falls_back_to_the_loop_without_a_fused_kernel(monkeypatch) ->
     opt = base.make_optimizer([torch.nn.Parameter(torch.randn(2))], Config(lr=0.1))
     assert isinstance(opt, NoFused) and not opt.defaults.get("fused")
     assert opt.defaults["momentum"] == 0.9
+
+
+def test_model_cache_keys_on_the_cpu_thread_count(monkeypatch, tmp_path) -> None:
+    """A cached model is reused for the same recipe and threads, and retrained for another thread count (CPU
+    rounding depends on it: docs/performance.md)."""
+    from lotus_unlearn.pipeline import ForgetRequest, prepare, train_cached
+
+    monkeypatch.setenv("LOTUS_CACHE_DIR", str(tmp_path))
+    exp = prepare("digits", ForgetRequest(fraction=0.1), seed=0)
+    args = {"model": "cnn", "model_kwargs": {"width": 4, "hidden": 8}, "seed": 0, "role": "original"}
+    train = {"epochs": 1, "device": "cpu"}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        first, meta1 = train_cached(exp.bundle, exp.retain, train=train, **args)
+        again, meta2 = train_cached(exp.bundle, exp.retain, train=train, **args)
+        torch.set_num_threads(2)
+        _, meta3 = train_cached(exp.bundle, exp.retain, train=train, **args)
+    finally:
+        torch.set_num_threads(threads)
+    assert (meta1["cached"], meta2["cached"], meta3["cached"]) == (False, True, False)
+    assert state_dict_hash(again) == state_dict_hash(first)
+    assert len(list((tmp_path / "models").glob("original-*.safetensors"))) == 2

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from lotus_unlearn.checkpoint import load_checkpoint, save_checkpoint
@@ -16,7 +17,7 @@ from lotus_unlearn.errors import UserError
 from lotus_unlearn.metrics.predict import data_fingerprint
 from lotus_unlearn.models import create_model
 from lotus_unlearn.train import TrainConfig, TrainResult, train_model
-from lotus_unlearn.utils import config_hash
+from lotus_unlearn.utils import config_hash, resolve_device
 
 
 def cache_dir() -> Path:
@@ -116,6 +117,8 @@ def train_cached(
         # option that changes the samples changes the key; lazily loaded data has no content hash, so no cache
         "data": data_fingerprint(data) if isinstance(data, TensorData) else None,
         "val": data_fingerprint(bundle.val) if isinstance(bundle.val, TensorData) else None,
+        # on CPU the thread count changes float rounding, and 20 epochs grow that into a different model
+        "threads": torch.get_num_threads() if resolve_device(recipe["device"]).type == "cpu" else None,
     }
     path = cache_dir() / "models" / f"{role}-{config_hash(key)}.safetensors"
     use_cache = use_cache and key["data"] is not None and key["val"] is not None
