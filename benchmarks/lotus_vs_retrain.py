@@ -64,7 +64,9 @@ def main() -> None:
     cfg = load_config(args.config)
     seeds = cfg.seeds = args.seeds or cfg.seeds  # other seeds than the config's: a held-out check
     groups = [g for g in cfg.groups() if g.forget.kind == "instance"]
-    hp = {**cfg.methods.get("lotus", {}), "device": cfg.device, **dict(kv.split("=", 1) for kv in args.set)}
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    main_lotus = next(v for v in groups[0].variants if v.method == "lotus" and not v.variant)  # as the bench runs it
+    hp = {**main_lotus.hparams, "device": main_lotus.hparams.get("device", cfg.device), **overrides}
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}; "
         f"{args.config}: {len({g.benchmark for g in groups})} benchmark(s), seeds {seeds}; LoTUS {hp}"
@@ -87,7 +89,7 @@ def main() -> None:
         runs = []
         for _ in range(args.lotus_repeats):
             res = lu.unlearn(
-                ctx.original, exp.forget, exp.retain, exp.bundle.val, method="lotus", **hp, seed=group.seed
+                ctx.original, exp.forget, exp.retain, exp.bundle.val, method="lotus", **{"seed": group.seed, **hp}
             )
             runs.append(res)
         lotus_s = statistics.median(r.seconds for r in runs)
@@ -115,8 +117,7 @@ def main() -> None:
                 exp.retain,
                 exp.bundle.val,
                 method="lotus",
-                **{**hp, "epochs": budget},
-                seed=group.seed,
+                **{"seed": group.seed, **hp, "epochs": budget},
             )
             g = ctx.evaluate(r.model)["avg_gap"]
             gaps.setdefault(f"E={budget}", []).append(g)

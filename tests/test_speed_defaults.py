@@ -48,23 +48,36 @@ def test_eval_batch_size_hparam_accepts_none_and_refuses_zero() -> None:
 @pytest.mark.parametrize(
     ("name", "cls"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)]
 )
-def test_optimizers_are_fused_where_torch_has_the_kernel(name: str, cls: type) -> None:
+def test_optimizers_are_fused_where_torch_has_the_kernel_and_step(name: str, cls: type) -> None:
     params = [torch.nn.Parameter(torch.randn(3, 2))]
     opt = base.make_optimizer(params, Config(optimizer=name, lr=0.1, weight_decay=0.01))
     assert type(opt) is cls
     assert opt.defaults["lr"] == 0.1 and opt.defaults["weight_decay"] == 0.01
     if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4):  # CPU kernels for all three since 2.4
         assert opt.defaults["fused"] is True
+    before = params[0].detach().clone()
+    params[0].grad = torch.ones_like(before)
+    opt.step()  # torch checks fused support only here
+    assert not torch.equal(params[0].detach(), before)
 
 
-def test_fused_and_loop_optimizers_take_the_same_step() -> None:
-    """Same update rule: fused AdamW and the per-tensor loop agree to float rounding over a few steps."""
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_library_optimizer_takes_the_loops_step(name: str) -> None:
+    """Same update rule: make_optimizer's (fused) optimizer and torch's per-tensor loop agree to float rounding
+    over a few steps with momentum / moments and weight decay."""
     torch.manual_seed(0)
     start, grads = torch.randn(5, 4), [torch.randn(5, 4) for _ in range(3)]
+    cfg = Config(optimizer=name, lr=0.01, weight_decay=0.1, momentum=0.9)
+    loop = {"lr": 0.01, "weight_decay": 0.1, "foreach": False}
     out = []
-    for fused in (True, False):
+    for library in (True, False):
         p = torch.nn.Parameter(start.clone())
-        opt = torch.optim.AdamW([p], lr=0.01, weight_decay=0.1, fused=fused)
+        if library:
+            opt = base.make_optimizer([p], cfg)
+        elif name == "sgd":
+            opt = torch.optim.SGD([p], momentum=0.9, **loop)
+        else:
+            opt = torch.optim.AdamW([p], **loop)
         for g in grads:
             p.grad = g.clone()
             opt.step()
@@ -72,21 +85,18 @@ def test_fused_and_loop_optimizers_take_the_same_step() -> None:
     torch.testing.assert_close(out[0], out[1], rtol=1e-6, atol=1e-7)
 
 
-def test_optimizer_falls_back_to_the_loop_without_a_fused_kernel(monkeypatch) -> None:
-    real = torch.optim.SGD
+def test_optimizer_uses_the_loop_where_there_is_no_fused_kernel() -> None:
+    """Complex weights have no fused kernel: torch would accept fused=True and fail at the first step."""
+    p = torch.nn.Parameter(torch.randn(3, dtype=torch.complex64))
+    opt = base.make_optimizer([p], Config(optimizer="adamw", lr=0.1))
+    assert not opt.defaults.get("fused")
+    p.grad = torch.ones_like(p)
+    opt.step()
 
-    class NoFused(real):  # a torch, device or dtype without the fused kernel refuses fused=True
-        def __init__(self, params, **kw):
-            if kw.get("fused"):
-                raise RuntimeError(
-                    "`fused=True` requires all the params to be floating point Tensors of supported devices"
-                )
-            super().__init__(params, **kw)
 
-    monkeypatch.setattr(torch.optim, "SGD", NoFused)
-    opt = base.make_optimizer([torch.nn.Parameter(torch.randn(2))], Config(lr=0.1))
-    assert isinstance(opt, NoFused) and not opt.defaults.get("fused")
-    assert opt.defaults["momentum"] == 0.9
+def test_eval_batch_size_refuses_zero() -> None:
+    with pytest.raises(UserError, match="batch size must be >= 1"):
+        eval_batch_size(torch.device("cpu"), 0)
 
 
 def test_model_cache_keys_on_the_cpu_thread_count(monkeypatch, tmp_path) -> None:

@@ -118,7 +118,7 @@ def train_cached(
         "data": data_fingerprint(data) if isinstance(data, TensorData) else None,
         "val": data_fingerprint(bundle.val) if isinstance(bundle.val, TensorData) else None,
         # on CPU the thread count changes float rounding, and 20 epochs grow that into a different model
-        "threads": torch.get_num_threads() if resolve_device(recipe["device"]).type == "cpu" else None,
+        "threads": torch.get_num_threads() if _on_cpu(recipe["device"]) else None,
     }
     path = cache_dir() / "models" / f"{role}-{config_hash(key)}.safetensors"
     use_cache = use_cache and key["data"] is not None and key["val"] is not None
@@ -137,6 +137,14 @@ def train_cached(
     )
     save_checkpoint(result.model, path, meta)
     return result.model, {**meta, "cached": False}
+
+
+def _on_cpu(device: str) -> bool:
+    """Whether a recipe's device is the CPU (a device this host lacks is not: its cached model still loads)."""
+    try:
+        return resolve_device(device).type == "cpu"
+    except UserError:
+        return False
 
 
 def training_record(

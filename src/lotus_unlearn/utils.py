@@ -48,14 +48,18 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 # Inference batch sizes: large batches feed an accelerator; on CPU the activations of 1024 images overflow the
-# caches and every image costs 1.4-1.8x more than at 128 (benchmarks/eval_tuning.py, docs/performance.md).
-EVAL_BATCH = {"cpu": 128}
-EVAL_BATCH_ACCELERATOR = 1024
+# caches and every image costs 1.4-1.5x more than at 128 (benchmarks/eval_tuning.py, docs/performance.md).
+CPU_EVAL_BATCH = 128
+ACCELERATOR_EVAL_BATCH = 1024
 
 
 def eval_batch_size(device: torch.device, requested: int | None = None) -> int:
     """`requested`, or the fastest inference batch size for the device type: 128 on CPU, 1024 on CUDA / MPS."""
-    return requested or EVAL_BATCH.get(device.type, EVAL_BATCH_ACCELERATOR)
+    if requested is not None:
+        if requested < 1:
+            raise UserError(f"inference batch size must be >= 1, got {requested}; pass a positive batch size")
+        return requested
+    return CPU_EVAL_BATCH if device.type == "cpu" else ACCELERATOR_EVAL_BATCH
 
 
 def autocast(device: torch.device, enabled: bool | None = None) -> contextlib.AbstractContextManager:

@@ -289,7 +289,11 @@ class GroupContext:
         fastest) and `eval.amp` (default off: bf16 logits move small JSD values)."""
         e = self.cfg.eval
         batch = e.get("batch_size")
-        return {"batch_size": int(batch) if batch else None, "device": self.cfg.device, "amp": e.get("amp", False)}
+        return {
+            "batch_size": int(batch) if batch is not None else None,
+            "device": self.cfg.device,
+            "amp": e.get("amp", False),
+        }
 
     def run(self, v: Variant) -> dict[str, Any]:
         from lotus_unlearn.methods import get_method
@@ -299,6 +303,8 @@ class GroupContext:
             model, seconds = self.original, float(self.o_meta.get("seconds") or 0.0)
             extra["epochs_run"] = self.o_meta.get("epochs_run")
         elif v.method == "retrain":
+            if self.gold is None:
+                raise UserError("this group context was made with gold=False; it has no retrain row to run")
             model, seconds = self.gold, float(self.g_meta.get("seconds") or 0.0)
             extra["epochs_run"] = self.g_meta.get("epochs_run")
         else:

@@ -266,8 +266,8 @@ def make_optimizer(params: Iterable[nn.Parameter], cfg: Config) -> torch.optim.O
     """The one optimizer factory: sgd (with momentum), adam or adamw, with the config's lr and weight decay.
 
     Uses torch's fused kernel where it has one for these weights (CUDA; CPU from torch 2.4): one kernel for the
-    whole update instead of a loop over tensors (demo CNN on CPU: AdamW 0.21 vs 0.67 ms, SGD 0.09 vs 0.26 ms per
-    step, docs/performance.md). Same update rule; only the float rounding differs from the loop.
+    whole update instead of a loop over tensors (demo CNN on CPU: AdamW 0.22 vs 0.70 ms, SGD 0.12 vs 0.27 ms per
+    step, benchmarks/optimizer_step.py). Same update rule; only the float rounding differs from the loop.
     """
     name = cfg.optimizer.lower()
     if name == "sgd":
@@ -278,10 +278,26 @@ def make_optimizer(params: Iterable[nn.Parameter], cfg: Config) -> torch.optim.O
         raise UserError(f"optimizer {cfg.optimizer!r} is unknown; pass sgd, adam or adamw")
     params = list(params)
     kw.update(lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if _fused_supported(params):
+        try:
+            return cls(params, **kw, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # an optimizer or torch version without the option
+            pass
+    return cls(params, **kw)
+
+
+def _fused_supported(params: list[nn.Parameter]) -> bool:
+    """Whether torch has a fused optimizer kernel for every parameter's device and dtype (torch checks only at
+    the first step, so this is asked before building the optimizer)."""
     try:
-        return cls(params, **kw, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this torch, device or dtype
-        return cls(params, **kw)
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        devices = set(_get_fused_kernels_supported_devices())
+    except ImportError:  # an older torch: CUDA only
+        devices = {"cuda"}
+    if tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) < (2, 4):
+        devices.discard("cpu")  # fused CPU kernels arrived in torch 2.4
+    return bool(params) and all(p.is_floating_point() and p.device.type in devices for p in params)
 
 
 def check_finite(loss: torch.Tensor | float, where: str) -> float:
