@@ -32,15 +32,9 @@ import torch
 import lotus_unlearn as lu
 from lotus_unlearn.bench.config import load_config
 from lotus_unlearn.bench.runner import GroupContext
-from lotus_unlearn.metrics import avg_gap
+from lotus_unlearn.metrics import reference_avg_gap
 from lotus_unlearn.pipeline import model_for
 from lotus_unlearn.train import train_model
-
-
-def gap_of(metrics: dict, prefix: str) -> float:
-    """Avg Gap of the `prefix` reference row (e.g. the original model) against gold, from one evaluate report."""
-    pick = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
-    return avg_gap(pick, {k[len("gold_") :]: v for k, v in metrics.items() if k.startswith("gold_")})
 
 
 def mean_std(values: list[float]) -> str:
@@ -97,7 +91,7 @@ def main() -> None:
         metrics = ctx.evaluate(res.model)
         stop = next((e["epoch"] for e in res.log if e.get("stopped")), None)
         ratios.append(lotus_s / gold_s)
-        gaps.setdefault("original", []).append(gap_of(metrics, "original_"))
+        gaps.setdefault("original", []).append(reference_avg_gap(metrics, "original_"))
         gaps.setdefault(f"E={res.hparams['epochs']} (config)", []).append(metrics["avg_gap"])
         print(f"\nseed {group.seed} ({group.benchmark}); retrained gold == cached gold: {same}")
         print(f"  gold retrain ({train['epochs']} epochs x {len(exp.retain)} samples): {gold_s:7.1f} s")

@@ -23,6 +23,7 @@ from lotus_unlearn.metrics import (
     mia_holdout_accuracy,
     per_class_accuracy,
     predict,
+    reference_avg_gap,
     rf_jsd,
     rf_jsd_floor,
     rf_jsd_reference_compat,
@@ -315,6 +316,19 @@ def test_avg_gap_hand_computed():
     # (0.1 + 0.05 + 0.02 + 0.01) / 4
     assert avg_gap(METHOD, GOLD) == pytest.approx(0.045)
     assert avg_gap({**METHOD, "zrf": 0.1}, GOLD) == pytest.approx(0.045)  # other keys do not count
+
+
+def test_reference_avg_gap_reads_the_prefixed_rows_of_an_evaluate_report():
+    report = {
+        "avg_gap": 0.5,
+        "mia": 0.0,
+        **{f"original_{k}": v for k, v in METHOD.items()},
+        **{f"gold_{k}": v for k, v in GOLD.items()},
+        "original_rf_jsd": 0.3,
+    }
+    assert reference_avg_gap(report, "original_") == pytest.approx(0.045)  # the same hand-computed case
+    with pytest.raises(UserError):
+        reference_avg_gap({k: v for k, v in report.items() if not k.startswith("gold_")})
 
 
 def test_avg_gap_seeds_both_forms():

@@ -10,7 +10,7 @@ from rich.console import Console
 from lotus_unlearn.checkpoint import save_checkpoint
 from lotus_unlearn.data import save_split
 from lotus_unlearn.methods import unlearn
-from lotus_unlearn.metrics import avg_gap, evaluate
+from lotus_unlearn.metrics import evaluate, reference_avg_gap
 from lotus_unlearn.pipeline import ForgetRequest, prepare, train_cached
 from lotus_unlearn.report import build_report, rich_table, write_report
 
@@ -75,7 +75,7 @@ def run_demo(
     table.add_row("time (s)", f"{o_meta['seconds']:.1f}", f"{g_meta['seconds']:.1f}", f"{result.seconds:.1f}")
     console.print(table)
     gap = metrics["original_acc_retain"] - metrics["original_acc_test"]
-    original_gap = avg_gap(_prefixed(metrics, "original_"), _prefixed(metrics, "gold_"))
+    original_gap = reference_avg_gap(metrics, "original_")
     console.print(
         f"original memorisation: retain acc − test acc = {gap:+.4f}; "
         f"Avg Gap to gold: original {original_gap:.4f}, LoTUS {metrics['avg_gap']:.4f}"
@@ -108,10 +108,6 @@ def run_demo(
     write_report(report, out)
     console.print(f"wrote {out}/model.safetensors, split.json, report.json, report.md, report.html")
     return report
-
-
-def _prefixed(m: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {k[len(prefix) :]: v for k, v in m.items() if k.startswith(prefix)}
 
 
 def _strip_log(meta: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from lotus_unlearn.metrics.divergence import (
 from lotus_unlearn.metrics.evaluate import evaluate, random_init_copy
 from lotus_unlearn.metrics.mia import attack_views, cross_entropy_loss, entropy, mia, mia_holdout_accuracy
 from lotus_unlearn.metrics.predict import PredictionCache, Predictions, data_fingerprint, model_fingerprint, predict
-from lotus_unlearn.metrics.summary import avg_gap, avg_gap_seeds
+from lotus_unlearn.metrics.summary import avg_gap, avg_gap_seeds, reference_avg_gap
 
 __all__ = [
     "PredictionCache",
@@ -36,6 +36,7 @@ __all__ = [
     "per_class_accuracy",
     "predict",
     "random_init_copy",
+    "reference_avg_gap",
     "rf_jsd",
     "rf_jsd_floor",
     "rf_jsd_reference_compat",

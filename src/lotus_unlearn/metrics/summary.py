@@ -19,6 +19,16 @@ def avg_gap(metrics: Mapping[str, float], gold_metrics: Mapping[str, float]) -> 
     return float(np.mean([abs(metrics[k] - gold_metrics[k]) for k in GAP_KEYS]))
 
 
+def reference_avg_gap(report: Mapping[str, float], prefix: str = "original_") -> float:
+    """Avg Gap of a reference row of one `evaluate` report (keys `<prefix>mia`, `<prefix>acc_*`, e.g. the
+    original model's) against the report's gold row (`gold_*`)."""
+
+    def row(p: str) -> dict[str, float]:
+        return {k[len(p) :]: v for k, v in report.items() if k.startswith(p)}
+
+    return avg_gap(row(prefix), row("gold_"))
+
+
 def _mean_rows(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in GAP_KEYS}
 
