@@ -33,13 +33,7 @@ from lotus_unlearn.models import reinitialized_copy
 FAST: dict[str, Any] = {"device": "cpu", "seed": 0, "augment": False}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spin-waiting on a busy 2-core machine (see test_methods)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def params_of(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -41,14 +41,7 @@ TEST_HPARAMS: dict[str, dict[str, Any]] = {
 RETAIN_DROP = 0.08
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one intra-op thread is as fast as two on an idle machine, and 10-30x faster on a
-    busy one (OpenMP workers spin-wait for a free core). Restored when the module ends."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -19,14 +19,7 @@ from lotus_unlearn.data import instance_split, load_dataset
 from lotus_unlearn.report import build_report, lineage_of, load_report, render_html, write_report
 from lotus_unlearn.utils import state_dict_hash
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread is fastest, and two would fight other test processes for two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
