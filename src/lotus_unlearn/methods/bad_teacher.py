@@ -12,15 +12,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from lotus_unlearn.data.base import concat
 from lotus_unlearn.methods.base import (
     Config,
     Context,
     Method,
     distill_kl,
+    forget_and_retain_subset,
     frozen_copy,
     make_optimizer,
-    random_subset,
     register,
     run_epoch,
 )
@@ -63,9 +62,7 @@ class BadTeacher(Method):
     def run(self, ctx: Context) -> int:
         cfg: BadTeacherConfig = ctx.cfg
         bad = incompetent_teacher(ctx.original, cfg.seed + TEACHER_SEED_OFFSET, ctx.device)
-        subset = random_subset(ctx.retain, cfg.retain_fraction, ctx.generator)
-        union = concat([ctx.forget, subset])
-        n_forget = len(ctx.forget)
+        union, n_forget = forget_and_retain_subset(ctx, cfg.retain_fraction)
         optimizer = make_optimizer(ctx.model.parameters(), cfg)
 
         def loss_fn(x: torch.Tensor, _y: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from lotus_unlearn import distributed
-from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches
+from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches, concat
 from lotus_unlearn.errors import UnlearningFailed, UserError
 from lotus_unlearn.utils import autocast, eval_batch_size, resolve_device, seed_everything, speed_setup
 
@@ -388,6 +388,13 @@ def random_subset(data: Dataset, fraction: float, generator: torch.Generator) ->
     if isinstance(data, TensorData):
         return data.subset(pos)
     return torch.utils.data.Subset(data, pos.tolist())
+
+
+def forget_and_retain_subset(ctx: Context, fraction: float) -> tuple[Dataset, int]:
+    """U = D_f followed by a seeded `fraction` of D_r (LoTUS's and Bad Teacher's training set), and |D_f|: a
+    batch's positions below it are forget rows."""
+    subset = random_subset(ctx.retain, fraction, ctx.generator)
+    return concat([ctx.forget, subset]), len(ctx.forget)
 
 
 # --- shared blocks of the baselines -------------------------------------------------------------------------------

@@ -17,15 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from lotus_unlearn.data.base import concat
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods.base import (
     Config,
     Context,
     Method,
     accuracy,
+    forget_and_retain_subset,
     make_optimizer,
-    random_subset,
     register,
     run_epoch,
 )
@@ -119,9 +118,7 @@ class Lotus(Method):
         else:
             raise UserError("LoTUS needs a_ref: pass a validation set (val=...) or a_ref=<accuracy on unseen data>")
 
-        subset = random_subset(ctx.retain, cfg.retain_fraction, ctx.generator)
-        union = concat([ctx.forget, subset])
-        n_forget = len(ctx.forget)
+        union, n_forget = forget_and_retain_subset(ctx, cfg.retain_fraction)
         teacher_cache = None
         if cfg.cache_teacher and ctx.augment is None:
             teacher_cache = predict_logits(ctx, union)
