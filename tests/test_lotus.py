@@ -14,7 +14,7 @@ from scipy.stats import chi2
 import lotus_unlearn as lu
 from lotus_unlearn.data import DatasetBundle, TensorData, class_split
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.methods import lotus as lotus_mod
+from lotus_unlearn.methods import base as base_mod
 from lotus_unlearn.methods.lotus import Lotus, should_stop, targets, temperature
 from lotus_unlearn.metrics.predict import predict
 
@@ -269,14 +269,14 @@ def test_retain_subset_size_and_reproducibility(
 ) -> None:
     forget, retain = digits_split
     subsets: list[TensorData] = []
-    original = lotus_mod.random_subset
+    original = base_mod.random_subset  # LoTUS draws its subset through base.forget_and_retain_subset
 
     def spy(data: Any, fraction: float, generator: torch.Generator) -> Any:
         out = original(data, fraction, generator)
         subsets.append(out)
         return out
 
-    monkeypatch.setattr(lotus_mod, "random_subset", spy)
+    monkeypatch.setattr(base_mod, "random_subset", spy)
     for seed in (0, 0, 1):
         lu.unlearn(digits_original, forget, retain, a_ref=1.0, epochs=0, **{**FAST, "seed": seed})
     assert [len(s) for s in subsets] == [math.floor(0.3 * len(retain))] * 3
