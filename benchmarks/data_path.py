@@ -56,11 +56,12 @@ def main() -> None:
     parser.add_argument("--cifar", action="store_true", help="also ResNet18 on synthetic 3x32x32 uint8 data")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    tuned = lu.utils.tune_cpu_allocator()  # as the command line does (benchmarks/allocator.py)
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("LOTUS_PROGRESS", "0")
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator tuned {tuned}, load average {os.getloadavg()[0]:.1f}; "
         f"batch {args.batch_size}, augment crop 4 + flip, {args.repeats} interleaved repeats"
     )
     fm = load_dataset("fashion-mnist", train_size=10_000, seed=0).train

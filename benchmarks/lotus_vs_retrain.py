@@ -53,6 +53,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    tuned = lu.utils.tune_cpu_allocator()  # as the command line does (benchmarks/allocator.py)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
@@ -62,7 +63,7 @@ def main() -> None:
     main_lotus = next(v for v in groups[0].variants if v.method == "lotus" and not v.variant)  # as the bench runs it
     hp = {**main_lotus.hparams, "device": main_lotus.hparams.get("device", cfg.device), **overrides}
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator tuned {tuned}, load average {os.getloadavg()[0]:.1f}; "
         f"{args.config}: {len({g.benchmark for g in groups})} benchmark(s), seeds {seeds}; LoTUS {hp}"
     )
     ratios: list[float] = []

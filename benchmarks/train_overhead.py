@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--model", choices=["cnn", "resnet18"], default="cnn")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    tuned = lu.utils.tune_cpu_allocator()  # as the command line does (benchmarks/allocator.py)
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_dataset("fashion-mnist", train_size=args.train_size, seed=0).train
@@ -81,7 +82,7 @@ def main() -> None:
     y_all = data.labels
     net = make_model(args.model)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator tuned {tuned}, load average {os.getloadavg()[0]:.1f}; "
         f"{args.model}, {len(data)} samples, batch {RECIPE['batch_size']}, SGD, {args.epochs} epoch(s) per run, "
         f"{args.repeats} interleaved repeats"
     )

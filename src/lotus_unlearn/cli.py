@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from lotus_unlearn.errors import UnlearningFailed, UserError
+from lotus_unlearn.utils import tune_cpu_allocator
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -678,6 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     --debug adds the traceback. Returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    tune_cpu_allocator()  # process-wide, so the application's call: 10-15% faster CPU training (docs/performance.md)
     try:
         _join_torchrun_job()
         rv = app(args=args, prog_name="lotus-unlearn", standalone_mode=False)
