@@ -15,6 +15,7 @@ import lotus_unlearn as lu
 from lotus_unlearn.data import DatasetBundle, TensorData, class_split
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods import base as base_mod
+from lotus_unlearn.methods import lotus as lotus_mod
 from lotus_unlearn.methods.lotus import Lotus, should_stop, targets, temperature
 from lotus_unlearn.metrics.predict import predict
 
@@ -262,6 +263,28 @@ def test_teacher_is_frozen_and_input_untouched(
     assert digits_original.training == training
     assert [p.requires_grad for p in digits_original.parameters()] == flags
     assert not same_weights(state(result.model), before)  # the copy did train
+
+
+def test_first_forget_check_reuses_the_cached_teacher_logits(
+    untrained: nn.Module, digits_split: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forget, retain = digits_split
+    calls: list[int] = []
+    measure = lotus_mod.accuracy
+
+    def spy(ctx: Any, model: nn.Module, data: Any) -> float:
+        calls.append(len(data))
+        return measure(ctx, model, data)
+
+    monkeypatch.setattr(lotus_mod, "accuracy", spy)
+    kw = {**FAST, "epochs": 3, "lr": 1e-3, "a_ref": 0.0, "round_acc": None}
+    cached = lu.unlearn(untrained, forget, retain, **kw)
+    assert calls == [len(forget)] * 2  # epochs 1 and 2 measure the trained copy; epoch 0 reads the cache
+    calls.clear()
+    fresh = lu.unlearn(untrained, forget, retain, **kw, cache_teacher=False)
+    assert calls == [len(forget)] * 3
+    assert cached.log[0]["acc_forget"] == fresh.log[0]["acc_forget"] == rounded_acc(untrained, forget, None)
+    assert 0.0 < cached.log[0]["acc_forget"] < 1.0  # a value that a wrong row or label would move
 
 
 def test_retain_subset_size_and_reproducibility(

@@ -28,7 +28,8 @@ from lotus_unlearn.methods.base import (
     register,
     run_epoch,
 )
-from lotus_unlearn.metrics.predict import predict
+from lotus_unlearn.metrics.classification import accuracy as top1
+from lotus_unlearn.metrics.predict import Predictions, predict
 from lotus_unlearn.progress import track
 
 STOP_BELOW = -0.01  # stop once acc_forget - a_ref <= -1 point
@@ -119,16 +120,21 @@ class Lotus(Method):
             raise UserError("LoTUS needs a_ref: pass a validation set (val=...) or a_ref=<accuracy on unseen data>")
 
         union, n_forget = forget_and_retain_subset(ctx, cfg.retain_fraction)
-        teacher_cache = None
+        teacher_cache, cached_forget_acc = None, None
         if cfg.cache_teacher and ctx.augment is None:
-            teacher_cache = predict_logits(ctx, union)
+            cached = teacher_predictions(ctx, union)
+            teacher_cache = cached.logits
+            # the first check measures the untouched copy of the original: its forget rows are already predicted
+            cached_forget_acc = top1(cached.logits[:n_forget], cached.labels[:n_forget])
         optimizer = make_optimizer(ctx.model.parameters(), cfg)
         chance = 1.0 / ctx.num_classes
 
         epochs_run = 0
         for epoch in track(range(cfg.epochs), "LoTUS epochs"):
             t0 = time.perf_counter()
-            a_f = rounded(accuracy(ctx, ctx.model, ctx.forget))
+            a_f = rounded(
+                accuracy(ctx, ctx.model, ctx.forget) if epoch or cached_forget_acc is None else cached_forget_acc
+            )
             d = a_f - a_ref
             entry = {"epoch": epoch, "acc_forget": a_f, "a_ref": a_ref, "acc_diff": d}
             if should_stop(d) or (cfg.stop_at_chance and a_f <= chance + 0.01):
@@ -148,10 +154,10 @@ class Lotus(Method):
         return epochs_run
 
 
-def predict_logits(ctx: Context, data: Dataset) -> torch.Tensor:
-    """The frozen teacher's logits for every sample of `data`, in position order (kept on the CPU); in a
-    torchrun job each rank computes its share and every rank gets all of them."""
+def teacher_predictions(ctx: Context, data: Dataset) -> Predictions:
+    """The frozen teacher's logits (and labels) for every sample of `data`, in position order (kept on the CPU); in
+    a torchrun job each rank computes its share and every rank gets all of them."""
     cfg = ctx.cfg  # the teacher's memory layout was set up with the model's (channels_last=False keeps it)
     return predict(
         ctx.original, data, batch_size=cfg.eval_batch_size, device=ctx.device, amp=cfg.amp, channels_last=False
-    ).logits
+    )
