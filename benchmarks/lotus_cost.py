@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--config", default="configs/fashion_mnist.yaml")
     parser.add_argument("--fresh", action="store_true", help="a randomly initialised CNN instead of the original")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast for both methods (CPU: needs bf16 support)")
     args = parser.parse_args()
     tuned = lu.utils.tune_cpu_allocator()  # as the command line does (benchmarks/allocator.py)
     if args.threads:
@@ -59,9 +60,9 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator tuned {tuned}, load average {os.getloadavg()[0]:.1f}; "
         f"{group.benchmark} seed {group.seed}, {'fresh' if args.fresh else 'trained original'} {group.model.model} "
         f"{group.model.model_kwargs}; forget {len(forget)}, retain {len(retain)}, batch 128, "
-        f"{args.epochs} epochs x {args.repeats} interleaved repeats"
+        f"{args.epochs} epochs x {args.repeats} interleaved repeats, bf16 autocast {args.amp}"
     )
-    common = {"epochs": args.epochs, "device": "cpu", "seed": 0}
+    common = {"epochs": args.epochs, "device": "cpu", "seed": 0, "amp": args.amp}
     lu.unlearn(net, forget, retain, bundle.val, method="finetune", **{**common, "epochs": 1})  # warm-up
     for augment in (True, False):
         per_sample: dict[str, list[float]] = {"finetune": [], "lotus": []}
