@@ -679,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     --debug adds the traceback. Returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
-    tune_cpu_allocator()  # process-wide, so the application's call: 10-15% faster CPU training (docs/performance.md)
+    tune_cpu_allocator()  # process-wide, so the application's call: fewer page faults in CPU training (docs/performance.md)
     try:
         _join_torchrun_job()
         rv = app(args=args, prog_name="lotus-unlearn", standalone_mode=False)

@@ -108,13 +108,13 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbe
 def tune_cpu_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
     """Keep freed tensor buffers in the process's heap instead of returning them to the OS after every step.
 
-    glibc's allocator hands the few-MiB activation buffers of a CPU training step back to the kernel when they
-    are freed and page-faults them in again (zero-filled) at the next step: ~400k page faults per fine-tuning run of
-    the benchmark CNN, 10-20% of its time (`benchmarks/allocator.py`). Fixed thresholds (buffers up to
-    `mmap_threshold` come from the heap; the heap is trimmed only once `trim_threshold` bytes are free at its top)
-    remove that churn for at most `trim_threshold` more resident memory. Process-wide, so the command line calls
-    it and library users opt in. Does nothing (returns False) off glibc, when any MALLOC_*_ tuning variable is
-    already set, or with LOTUS_TUNE_MALLOC=0; returns True when applied.
+    glibc's allocator often hands the few-MiB activation buffers of a CPU training step back to the kernel when
+    they are freed and page-faults them in again (zero-filled) at the next step: up to ~1M page faults per
+    `benchmarks/allocator.py` child process, 4-13% of the median run time there (docs/performance.md). Fixed
+    thresholds (buffers up to `mmap_threshold` come from the heap; the heap is trimmed only once `trim_threshold`
+    bytes are free at its top) remove that churn for at most `trim_threshold` more resident memory. Process-wide,
+    so the command line calls it and library users opt in. Does nothing (returns False) off glibc, when any
+    MALLOC_*_ tuning variable is already set, or with LOTUS_TUNE_MALLOC=0; returns True when applied.
     """
     if os.environ.get("LOTUS_TUNE_MALLOC", "1") == "0" or any(k in os.environ for k in _MALLOC_ENV):
         return False
