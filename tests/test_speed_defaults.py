@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from lotus_unlearn.data import DatasetBundle
 from lotus_unlearn.data.base import TensorData
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods import base
@@ -172,3 +173,34 @@ def test_cli_tunes_the_allocator_before_running_a_command(monkeypatch: pytest.Mo
     monkeypatch.setattr(cli, "tune_cpu_allocator", lambda: calls.append(1) or True)
     assert cli.main(["--help"]) == 0
     assert calls == [1]
+
+
+def test_amp_runs_lotus_in_bf16_on_cpu_and_keeps_float32_weights_and_logits(
+    digits: DatasetBundle, digits_original: torch.nn.Module, digits_split: tuple[TensorData, TensorData]
+) -> None:
+    """The bf16 autocast path (CUDA's default, opt-in on CPU): forwards in bf16, float32 master weights, logits
+    handed back in float32, and the run still unlearns like the float32 one."""
+    import lotus_unlearn as lu
+
+    forget, retain = digits_split
+    kw = {"device": "cpu", "augment": True, "epochs": 2, "lr": 1e-3, "a_ref": 0.5, "seed": 0}
+    dtypes: list[torch.dtype] = []
+    first_conv = next(m for m in digits_original.modules() if isinstance(m, torch.nn.Conv2d))
+    hook = first_conv.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))
+    try:
+        bf16 = lu.unlearn(digits_original, forget, retain, amp=True, **kw)
+    finally:
+        hook.remove()
+    fp32 = lu.unlearn(digits_original, forget, retain, amp=False, **kw)
+    assert dtypes and set(dtypes) == {torch.bfloat16}  # the copies share the hook: teacher, student, checks
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
+    assert all(e["loss"] == e["loss"] for e in bf16.log)  # finite (NaN != NaN)
+    logits = predict(bf16.model, digits.test, device="cpu", amp=True).logits
+    assert logits.dtype == torch.float32
+    acc = {
+        name: float(
+            (predict(r.model, digits.test, device="cpu").logits.argmax(1) == digits.test.labels).double().mean()
+        )
+        for name, r in (("bf16", bf16), ("fp32", fp32))
+    }
+    assert abs(acc["bf16"] - acc["fp32"]) < 0.05
