@@ -3,7 +3,8 @@
 For each Fashion-MNIST train size (default 10k, 30k, 60k; val and test `--heldout` each), with the demo's small
 CNN (random weights) as model, original and gold: a fresh process per size builds the splits, runs a warm-up
 evaluation on 2048 samples per split (same batch shapes), then a cold `lu.evaluate(model, splits, original=...,
-gold=...)` (fresh prediction cache). It prints the peak resident set size above the RSS before the call (5 ms
+gold=...)` (fresh prediction cache), with the allocator tuned as the command line does (`LOTUS_TUNE_MALLOC=0`
+for glibc's default). It prints the peak resident set size above the RSS before the call (5 ms
 sampler; torch allocations bypass tracemalloc), the size of all logits the evaluation keeps (13 forward passes x rows x 10 classes x 4 bytes) and the difference, which should not grow
 with N.
 
@@ -38,6 +39,7 @@ def measure(train_size: int, heldout: int, threads: int) -> dict[str, Any]:
     from lotus_unlearn.data.registry import stratified_subset
     from lotus_unlearn.metrics import PredictionCache
 
+    tuned = lu.utils.tune_cpu_allocator()  # as the command line does (LOTUS_TUNE_MALLOC=0: glibc's default)
     if threads:
         torch.set_num_threads(threads)
     bundle = load_dataset("fashion-mnist", train_size=train_size, seed=0)
@@ -79,6 +81,7 @@ def measure(train_size: int, heldout: int, threads: int) -> dict[str, Any]:
         "logits_mib": logits / 2**20,
         "seconds": seconds,
         "passes": cache.misses,
+        "tuned": tuned,
     }
 
 
@@ -96,7 +99,7 @@ def main() -> None:
         print(
             f"  train {r['n']:6d} ({r['rows']} rows, {r['passes']} passes): peak extra RSS {r['extra_mib']:7.1f} MiB, "
             f"logits kept {r['logits_mib']:5.1f} MiB, other {r['extra_mib'] - r['logits_mib']:6.1f} MiB; "
-            f"{r['seconds']:.1f} s",
+            f"{r['seconds']:.1f} s; allocator tuned {r['tuned']}",
             flush=True,
         )
 
