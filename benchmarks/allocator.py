@@ -4,7 +4,8 @@ The allocator is set once per process (glibc cannot go back to its adaptive thre
 children, default then tuned (the order alternates between repeats), each of which times on the Fashion-MNIST
 benchmark configuration's trained original (`configs/fashion_mnist.yaml`, first seed; batch 128, augmentation
 on): one fine-tuning epoch (9000 retain samples) and one LoTUS epoch (1000 forget + 2700 retain, `a_ref=0`),
-`--runs` times each after a warm-up, and counts the page faults and peak RSS of the whole child. It prints the
+`--runs` times each after a warm-up, and counts the page faults after the warm-up and the peak RSS of the whole
+child. It prints the
 median cost per trained sample of each setting and the median of the paired ratios tuned / default.
 
     .venv/bin/python benchmarks/allocator.py --threads 1

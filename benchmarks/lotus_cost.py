@@ -66,7 +66,7 @@ def main() -> None:
     lu.unlearn(net, forget, retain, bundle.val, method="finetune", **{**common, "epochs": 1})  # warm-up
     for augment in (True, False):
         per_sample: dict[str, list[float]] = {"finetune": [], "lotus": []}
-        ratios, whole = [], []
+        ratios, whole, check_share = [], [], []
         for r in range(args.repeats):
             run: dict[str, tuple[float, float]] = {}
             for name in ("finetune", "lotus") if r % 2 == 0 else ("lotus", "finetune"):
@@ -80,6 +80,8 @@ def main() -> None:
                 # teacher logits, every later epoch runs the pass (all but one of a default 10-epoch run)
                 epochs = [e["seconds"] / n for e in res.log[1:] or res.log]
                 per_sample[name].extend(epochs)
+                if name == "lotus":
+                    check_share.extend(e["check_seconds"] / e["seconds"] for e in res.log[1:] or res.log)
                 run[name] = (statistics.median(epochs), total / (n * args.epochs))
             ratios.append(run["lotus"][0] / run["finetune"][0])
             whole.append(run["lotus"][1] / run["finetune"][1])
@@ -98,6 +100,7 @@ def main() -> None:
             f"(quartiles {q1:.3f}-{q3:.3f}; target <= {target}x: {'met' if ratio <= target else 'NOT met'})"
         )
         print(f"  whole runs incl. one-off setup ({args.epochs} epochs): {statistics.median(whole):.3f}x")
+        print(f"  forget-accuracy pass: {100 * statistics.median(check_share):.1f}% of a LoTUS epoch (median)")
     print(f"\nload average now {os.getloadavg()[0]:.1f}")
 
 

@@ -285,6 +285,7 @@ def test_first_forget_check_reuses_the_cached_teacher_logits(
     assert calls == [len(forget)] * 3
     assert cached.log[0]["acc_forget"] == fresh.log[0]["acc_forget"] == rounded_acc(untrained, forget, None)
     assert 0.0 < cached.log[0]["acc_forget"] < 1.0  # a value that a wrong row or label would move
+    assert all(0.0 <= e["check_seconds"] <= e["seconds"] for e in cached.log + fresh.log)
 
 
 def test_retain_subset_size_and_reproducibility(

@@ -112,9 +112,10 @@ def tune_cpu_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 256
     they are freed and page-faults them in again (zero-filled) at the next step: up to ~1M page faults per
     `benchmarks/allocator.py` child process, 4-13% of the median run time there (docs/performance.md). Fixed
     thresholds (buffers up to `mmap_threshold` come from the heap; the heap is trimmed only once `trim_threshold`
-    bytes are free at its top) remove that churn for at most `trim_threshold` more resident memory. Process-wide,
-    so the command line calls it and library users opt in. Does nothing (returns False) off glibc, when any
-    MALLOC_*_ tuning variable is already set, or with LOTUS_TUNE_MALLOC=0; returns True when applied.
+    bytes are free at its top) remove that churn, keeping up to `trim_threshold` bytes of freed memory resident.
+    Process-wide, so the command line calls it and library users opt in. Does nothing (returns False) off glibc,
+    when one of the MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_, MALLOC_MMAP_MAX_ variables is
+    set, or with LOTUS_TUNE_MALLOC=0; returns True when applied.
     """
     if os.environ.get("LOTUS_TUNE_MALLOC", "1") == "0" or any(k in os.environ for k in _MALLOC_ENV):
         return False
