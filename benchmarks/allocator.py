@@ -5,8 +5,8 @@ children, default then tuned (the order alternates between repeats), each of whi
 benchmark configuration's trained original (`configs/fashion_mnist.yaml`, first seed; batch 128, augmentation
 on): one fine-tuning epoch (9000 retain samples) and one LoTUS epoch (1000 forget + 2700 retain, `a_ref=0`),
 `--runs` times each after a warm-up, and counts the page faults after the warm-up and the peak RSS of the whole
-child. It prints the
-median cost per trained sample of each setting and the median of the paired ratios tuned / default.
+child. It prints the median cost per trained sample of each setting and the median of the paired ratios
+tuned / default.
 
     .venv/bin/python benchmarks/allocator.py --threads 1
 """

@@ -13,9 +13,10 @@ temperature). `--fresh` uses a randomly initialised CNN instead.
   epoch's forget-accuracy check reads them (the working copy is still the original then).
 
 Cost per trained sample = epoch seconds (LoTUS's epoch includes its accuracy pass) / samples trained in that
-epoch, over the epochs after the first (`--epochs`, default 2), so that every timed LoTUS epoch runs its pass. The two methods run back to back `--repeats` times, with augmentation on and off. The ratio is taken per
-repeat (LoTUS's median epoch over the adjacent fine-tuning run's), so that a slow spell of a shared machine
-moves both sides of a ratio; the median over repeats is the result, with its quartiles (identical work varies by
+epoch, over the epochs after the first (`--epochs`, default 2), so that every timed LoTUS epoch runs its pass.
+The two methods run back to back `--repeats` times, with augmentation on and off. The ratio is taken per repeat
+(LoTUS's median epoch over the adjacent fine-tuning run's), so that a slow spell of a shared machine moves both
+sides of a ratio; the median over repeats is the result, with its quartiles (identical work varies by
 ~12% between runs on the 2-core development machine, hence the default of 20 repeats). One-off costs (model
 copies, LoTUS's a_ref pass over val, the teacher-logit cache) are printed separately as the whole-run ratio.
 
@@ -78,10 +79,11 @@ def main() -> None:
                 assert res.epochs_run == args.epochs, res.log
                 # the first epoch is set apart: without augmentation its forget-accuracy check reads the cached
                 # teacher logits, every later epoch runs the pass (all but one of a default 10-epoch run)
-                epochs = [e["seconds"] / n for e in res.log[1:] or res.log]
+                timed = res.log[1:] or res.log
+                epochs = [e["seconds"] / n for e in timed]
                 per_sample[name].extend(epochs)
                 if name == "lotus":
-                    check_share.extend(e["check_seconds"] / e["seconds"] for e in res.log[1:] or res.log)
+                    check_share.extend(e["check_seconds"] / e["seconds"] for e in timed)
                 run[name] = (statistics.median(epochs), total / (n * args.epochs))
             ratios.append(run["lotus"][0] / run["finetune"][0])
             whole.append(run["lotus"][1] / run["finetune"][1])

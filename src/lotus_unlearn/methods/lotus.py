@@ -137,7 +137,7 @@ class Lotus(Method):
             )
             d = a_f - a_ref
             entry = {"epoch": epoch, "acc_forget": a_f, "a_ref": a_ref, "acc_diff": d}
-            entry["check_seconds"] = time.perf_counter() - t0  # the forget-accuracy check (0 pass when cached)
+            entry["check_seconds"] = time.perf_counter() - t0  # the forget-accuracy check (no pass when cached)
             if should_stop(d) or (cfg.stop_at_chance and a_f <= chance + 0.01):
                 ctx.log.append({**entry, "stopped": True})
                 break
