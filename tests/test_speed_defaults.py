@@ -1,11 +1,14 @@
-"""The speed defaults of docs/performance.md: the device's inference batch size and fused optimizers."""
+"""The speed settings of docs/performance.md: the device's inference batch size, fused optimizers, the allocator,
+bf16 on CPU and torch.compile."""
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 import torch
@@ -17,7 +20,7 @@ from lotus_unlearn.methods import base
 from lotus_unlearn.methods.base import Config, build_config
 from lotus_unlearn.metrics.classification import accuracy
 from lotus_unlearn.metrics.predict import predict
-from lotus_unlearn.utils import eval_batch_size, state_dict_hash
+from lotus_unlearn.utils import compile_in_place, eval_batch_size, state_dict_hash
 
 
 def test_eval_batch_size_is_small_on_cpu_large_on_accelerators_and_a_request_wins() -> None:
@@ -200,3 +203,65 @@ def test_amp_runs_lotus_in_bf16_on_cpu_and_keeps_float32_weights_and_logits(
     assert logits.dtype == torch.float32
     acc = [accuracy(predict(r.model, digits.test, device="cpu").logits, digits.test.labels) for r in (bf16, fp32)]
     assert abs(acc[0] - acc[1]) < 0.05
+
+
+def _graph_recorder(graphs: list) -> Any:
+    """A torch.compile backend that records each captured graph and runs it as it is."""
+
+    def backend(gm: torch.fx.GraphModule, _example_inputs: list) -> Any:
+        graphs.append(gm)
+        return gm.forward
+
+    return backend
+
+
+def test_compile_in_place_captures_a_sequential_model_and_keeps_its_state_dict() -> None:
+    """nn.Sequential's forward lives in torch's own files, where nn.Module.compile captures nothing; ours must
+    capture it, keep the state_dict keys, and leave copies eager on their own weights."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 3))
+    x = torch.randn(5, 1, 8, 8)
+    eager, keys = net(x).detach(), list(net.state_dict())
+    graphs: list = []
+    assert compile_in_place(net, backend=_graph_recorder(graphs)) is net
+    torch.testing.assert_close(net(x), eager)
+    assert len(graphs) == 1
+    assert list(net.state_dict()) == keys
+    twin = copy.deepcopy(net)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.zero_()
+    assert torch.equal(twin(x), torch.zeros(5, 3)) and len(graphs) == 1  # eager, and its own weights
+
+
+def test_speed_setup_compiles_through_compile_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lotus_unlearn import utils
+
+    seen: list[torch.nn.Module] = []
+    monkeypatch.setattr(utils, "compile_in_place", lambda m: seen.append(m) or m)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    utils.speed_setup(net, torch.device("cpu"))
+    assert seen == []
+    utils.speed_setup(net, torch.device("cpu"), compile=True)
+    assert seen == [net]
+
+
+@pytest.mark.slow
+def test_lotus_with_compile_trains_compiled_and_matches_eager(
+    digits: DatasetBundle, digits_original: torch.nn.Module, digits_split: tuple[TensorData, TensorData]
+) -> None:
+    """`compile=True` end to end with torch's default backend (inductor: a C++ compiler, tens of seconds): the
+    demo's model (an nn.Sequential) is really compiled, and LoTUS's weights match the eager run's to rounding."""
+    from torch._dynamo.utils import counters
+
+    import lotus_unlearn as lu
+
+    forget, retain = digits_split
+    kw = {"device": "cpu", "augment": True, "epochs": 2, "lr": 1e-3, "a_ref": 0.5, "seed": 0}
+    counters.clear()
+    compiled = lu.unlearn(digits_original, forget, retain, compile=True, **kw)
+    assert counters["frames"]["ok"] >= 2  # at least the training and the evaluation-mode forwards
+    eager = lu.unlearn(digits_original, forget, retain, compile=False, **kw)
+    assert compiled.epochs_run == eager.epochs_run == 2
+    for a, b in zip(compiled.model.state_dict().values(), eager.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

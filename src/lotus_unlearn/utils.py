@@ -90,14 +90,29 @@ def speed_setup(
     channels_last (NHWC) weights for conv models (`None`: on when the model has a Conv2d): convolutions and
     pooling then run in NHWC on CPU (oneDNN; 3x faster eval forwards for the small CNN, see docs/performance.md)
     and on CUDA (tensor cores). cudnn.benchmark on CUDA. `compile=True` compiles the module in place
-    (`nn.Module.compile`, so state_dict keys are unchanged). Numerics differ from NCHW only in float rounding.
+    (`compile_in_place`, so state_dict keys are unchanged). Numerics differ from NCHW only in float rounding.
     """
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if has_conv2d(model) if channels_last is None else channels_last:
         model.to(memory_format=torch.channels_last)
     if compile:
-        model.compile()
+        compile_in_place(model)
+    return model
+
+
+def compile_in_place(model: torch.nn.Module, **options: Any) -> torch.nn.Module:
+    """`torch.compile` the module's calls in place, as `nn.Module.compile` does (state_dict keys unchanged; copies
+    and pickles of the module are eager, torch drops the compiled call from their state), but entering through a
+    frame of ours. `nn.Module.compile` alone captures nothing, silently, when the forward lives in torch itself
+    (`nn.Sequential`, a bare `nn.Conv2d`): Dynamo skips frames that start in torch's files (pytorch issue 150915,
+    still so in torch 2.13). `options` go to `torch.compile`."""
+    call = model._call_impl
+
+    def entry(*args: Any, **kwargs: Any) -> Any:
+        return call(*args, **kwargs)
+
+    model._compiled_call_impl = torch.compile(entry, **options)
     return model
 
 
