@@ -4,10 +4,12 @@ bf16 on CPU and torch.compile."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -265,3 +267,24 @@ def test_lotus_with_compile_trains_compiled_and_matches_eager(
     assert compiled.epochs_run == eager.epochs_run == 2
     for a, b in zip(compiled.model.state_dict().values(), eager.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_compile_flag_compiles_the_trained_and_the_unlearned_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--compile` on train and unlearn reaches speed_setup (compilation itself recorded, not run: it is slow and
+    tested above) and is recorded with the run's hyper-parameters."""
+    from lotus_unlearn import utils
+    from lotus_unlearn.cli import main
+
+    compiled: list[torch.nn.Module] = []
+    monkeypatch.setattr(utils, "compile_in_place", lambda m: compiled.append(m) or m)
+    tiny = ["--dataset", "digits", "--model", "cnn", "--model-arg", "width=4", "--model-arg", "hidden=8"]
+    ckpt = tmp_path / "m.safetensors"
+    assert main(["train", *tiny, "--epochs", "1", "--device", "cpu", "--compile", "--out", str(ckpt)]) == 0
+    assert len(compiled) == 2  # make_context's working copy and frozen original (compiling is lazy: unused, free)
+    out = tmp_path / "run"
+    args = ["unlearn", "--checkpoint", str(ckpt), "--dataset", "digits", "--forget-class", "3", "--device", "cpu"]
+    assert main([*args, "--hparam", "epochs=1", "--compile", "--out", str(out)]) == 0
+    assert len(compiled) == 4  # the method's working copy and frozen original
+    assert json.loads((out / "report.json").read_text())["method"]["hparams"]["compile"] is True
