@@ -20,6 +20,10 @@ sides of a ratio; the median over repeats is the result, with its quartiles (ide
 ~12% between runs on the 2-core development machine, hence the default of 20 repeats). One-off costs (model
 copies, LoTUS's a_ref pass over val, the teacher-logit cache) are printed separately as the whole-run ratio.
 
+`--compile` compiles every model (the library's through `compile=True`, the floor's with `compile_in_place`);
+compiled graphs are cached for the process, and a warm-up run of each variant keeps compilation out of the
+timings (all of them: the whole-run ratio too).
+
 The floor: in each repeat, after the library's pair, one bare-PyTorch epoch of each (`Floor`: pre-normalised
 tensors in memory, the methods' own optimizers from `make_optimizer`, the same augmentation): fine-tuning's step
 on the retain set, and LoTUS's irreducible work, i.e. the teacher's forward on every batch (augmentation on),
@@ -49,6 +53,7 @@ from lotus_unlearn.data.base import Augment, TensorData
 from lotus_unlearn.methods.base import Config, make_optimizer
 from lotus_unlearn.methods.lotus import LotusConfig
 from lotus_unlearn.pipeline import model_for
+from lotus_unlearn.utils import compile_in_place
 
 BATCH = 128
 
@@ -98,8 +103,8 @@ class Floor:
     it the logits are cached), the student's step against fixed soft targets (sampling left out) and the
     forget-accuracy pass; fine-tuning's = its step on the retain set."""
 
-    def __init__(self, net: torch.nn.Module, forget: TensorData, retain: TensorData, amp: bool):
-        self.net, self.amp = net, amp
+    def __init__(self, net: torch.nn.Module, forget: TensorData, retain: TensorData, amp: bool, compile: bool):
+        self.net, self.amp, self.compile = net, amp, compile
         self.retain_x, self.retain_y = retain.normalized(torch.arange(len(retain))), retain.labels
         self.forget_x, self.forget_y = forget.normalized(torch.arange(len(forget))), forget.labels
         subset = torch.randperm(len(retain), generator=torch.Generator().manual_seed(0))[
@@ -107,11 +112,12 @@ class Floor:
         ]
         self.union_x = torch.cat([self.forget_x, self.retain_x[subset]])
         with torch.inference_mode():
-            self.union_soft = torch.softmax(self._copy().eval()(self.union_x), dim=1)  # fixed soft targets
+            self.union_soft = torch.softmax(copy.deepcopy(net).eval()(self.union_x), dim=1)  # fixed soft targets
         self.augment = retain.augment
 
     def _copy(self) -> torch.nn.Module:
-        return copy.deepcopy(self.net).to(memory_format=torch.channels_last)
+        model = copy.deepcopy(self.net).to(memory_format=torch.channels_last)
+        return compile_in_place(model) if self.compile else model
 
     def finetune(self, augment: bool) -> float:
         """Seconds of one bare fine-tuning epoch (model copy and optimizer set apart)."""
@@ -141,6 +147,7 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="a randomly initialised CNN instead of the original")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast for both methods (CPU: needs bf16 support)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both methods' models (and the floor's)")
     args = parser.parse_args()
     tuned = lu.utils.tune_cpu_allocator()  # as the command line does (benchmarks/allocator.py)
     if args.threads:
@@ -154,11 +161,15 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator tuned {tuned}, load average {os.getloadavg()[0]:.1f}; "
         f"{group.benchmark} seed {group.seed}, {'fresh' if args.fresh else 'trained original'} {group.model.model} "
         f"{group.model.model_kwargs}; forget {len(forget)}, retain {len(retain)}, batch 128, "
-        f"{args.epochs} epochs x {args.repeats} interleaved repeats, bf16 autocast {args.amp}"
+        f"{args.epochs} epochs x {args.repeats} interleaved repeats, bf16 autocast {args.amp}, "
+        f"torch.compile {args.compile}"
     )
-    common = {"epochs": args.epochs, "device": "cpu", "seed": 0, "amp": args.amp}
-    lu.unlearn(net, forget, retain, bundle.val, method="finetune", **{**common, "epochs": 1})  # warm-up
-    floor = Floor(net, forget, retain, args.amp)
+    common = {"epochs": args.epochs, "device": "cpu", "seed": 0, "amp": args.amp, "compile": args.compile}
+    floor = Floor(net, forget, retain, args.amp, args.compile)
+    for augment in (True, False):  # warm-up: one-off costs (torch's lazy imports, compilation) out of the timings
+        for name in ("finetune", "lotus"):
+            lu.unlearn(net, forget, retain, bundle.val, method=name, augment=augment, **common)
+        floor.finetune(augment), floor.lotus(augment)
     n_union = len(forget) + int(0.3 * len(retain) + 1e-9)
     for augment in (True, False):
         per_sample: dict[str, list[float]] = {"finetune": [], "lotus": []}
