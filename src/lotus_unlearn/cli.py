@@ -47,8 +47,9 @@ Compile = Annotated[
     bool,
     typer.Option(
         "--compile",
-        help="torch.compile the model (and the frozen original): faster steps on a GPU after a one-off compile "
-        "(tens of seconds; needs a C++ compiler on a CPU). Same as --hparam compile=true.",
+        help="torch.compile the model (and the frozen original), after a one-off compile of tens of seconds; meant "
+        "for GPUs (a CPU needs a C++ compiler, and the small CNN ran 2-3x slower compiled on this project's CPU). "
+        "Same as --hparam compile=true.",
     ),
 ]
 TrainSize = Annotated[
