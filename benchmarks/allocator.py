@@ -32,6 +32,8 @@ def child(tuned: bool, threads: int, runs: int) -> None:
     import lotus_unlearn as lu
     from lotus_unlearn.bench.config import load_config
     from lotus_unlearn.bench.runner import GroupContext
+    from lotus_unlearn.methods.base import subset_size
+    from lotus_unlearn.methods.lotus import LotusConfig
 
     applied = lu.utils.tune_cpu_allocator() if tuned else False
     if threads:
@@ -46,7 +48,7 @@ def child(tuned: bool, threads: int, runs: int) -> None:
     out: dict[str, object] = {"applied": applied}
     for name, n, extra in (
         ("finetune", len(retain), {}),
-        ("lotus", len(forget) + int(0.3 * len(retain) + 1e-9), {"a_ref": 0.0}),
+        ("lotus", len(forget) + subset_size(len(retain), LotusConfig.retain_fraction), {"a_ref": 0.0}),
     ):
         times = []
         for _ in range(runs):

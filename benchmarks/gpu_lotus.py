@@ -29,7 +29,8 @@ import torch
 
 import lotus_unlearn as lu
 from lotus_unlearn.data import Augment, TensorData, instance_split
-from lotus_unlearn.methods.base import Config, cross_entropy, make_context, make_optimizer, step
+from lotus_unlearn.methods.base import Config, cross_entropy, make_context, make_optimizer, step, subset_size
+from lotus_unlearn.methods.lotus import LotusConfig
 from lotus_unlearn.metrics.predict import predict
 
 
@@ -111,7 +112,7 @@ def main() -> None:
     res = lu.unlearn(
         model, forget, retain, val, method="lotus", device=str(device), epochs=epochs, a_ref=0.0, compile=args.compile
     )
-    trained = epochs * (len(forget) + int(0.3 * len(retain)))
+    trained = epochs * (len(forget) + subset_size(len(retain), LotusConfig.retain_fraction))
     per_epoch = [e["seconds"] for e in res.log if "seconds" in e]
     print(
         f"LoTUS: {res.seconds:.1f} s for {res.epochs_run} epochs ({sum(per_epoch) / len(per_epoch):.2f} s per epoch, "

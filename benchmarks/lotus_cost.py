@@ -53,7 +53,7 @@ import lotus_unlearn as lu
 from lotus_unlearn.bench.config import load_config
 from lotus_unlearn.bench.runner import GroupContext
 from lotus_unlearn.data.base import Augment, TensorData
-from lotus_unlearn.methods.base import Config, make_optimizer
+from lotus_unlearn.methods.base import Config, make_optimizer, random_subset
 from lotus_unlearn.methods.lotus import LotusConfig
 from lotus_unlearn.pipeline import model_for
 from lotus_unlearn.utils import compile_in_place
@@ -110,10 +110,8 @@ class Floor:
         self.net, self.amp, self.compile = net, amp, compile
         self.retain_x, self.retain_y = retain.normalized(torch.arange(len(retain))), retain.labels
         self.forget_x, self.forget_y = forget.normalized(torch.arange(len(forget))), forget.labels
-        subset = torch.randperm(len(retain), generator=torch.Generator().manual_seed(0))[
-            : int(0.3 * len(retain) + 1e-9)
-        ]
-        self.union_x = torch.cat([self.forget_x, self.retain_x[subset]])
+        subset = random_subset(retain, LotusConfig.retain_fraction, torch.Generator().manual_seed(0))
+        self.union_x = torch.cat([self.forget_x, subset.normalized(torch.arange(len(subset)))])
         with torch.inference_mode():
             self.union_soft = torch.softmax(copy.deepcopy(net).eval()(self.union_x), dim=1)  # fixed soft targets
         self.augment = retain.augment
@@ -176,14 +174,14 @@ def main() -> None:
         f"torch.compile {args.compile}"
     )
     common = {"epochs": args.epochs, "device": "cpu", "seed": 0, "amp": args.amp, "compile": args.compile}
+    extra = {"finetune": {}, "lotus": {"a_ref": 0.0}}  # a_ref=0: no LoTUS run stops early
     floor = Floor(net, forget, retain, args.amp, args.compile)
+    trained = {"finetune": len(retain), "lotus": len(floor.union_x)}  # samples per epoch (LoTUS: D_f + subset)
     for augment in (True, False):  # warm-up: one-off costs (torch's lazy imports, compilation) out of the timings
         for name in ("finetune", "lotus"):
-            extra = {"a_ref": 0.0} if name == "lotus" else {}
-            lu.unlearn(net, forget, retain, bundle.val, method=name, augment=augment, **common, **extra)
+            lu.unlearn(net, forget, retain, bundle.val, method=name, augment=augment, **common, **extra[name])
         floor.finetune(augment), floor.lotus(augment)
     compiled_frames = counters["frames"]["total"]
-    n_union = len(forget) + int(0.3 * len(retain) + 1e-9)
     for augment in (True, False):
         per_sample: dict[str, list[float]] = {"finetune": [], "lotus": []}
         ratios, whole, check_share, floors = [], [], [], []
@@ -192,11 +190,10 @@ def main() -> None:
         for r in range(args.repeats):
             run: dict[str, tuple[float, float]] = {}
             for name in ("finetune", "lotus") if r % 2 == 0 else ("lotus", "finetune"):
-                extra = {"a_ref": 0.0} if name == "lotus" else {}
                 start = time.perf_counter()
-                res = lu.unlearn(net, forget, retain, bundle.val, method=name, augment=augment, **common, **extra)
+                res = lu.unlearn(net, forget, retain, bundle.val, method=name, augment=augment, **common, **extra[name])
                 total = time.perf_counter() - start
-                n = len(retain) if name == "finetune" else n_union
+                n = trained[name]
                 assert res.epochs_run == args.epochs, res.log
                 # the first epoch is set apart: without augmentation its forget-accuracy check reads the cached
                 # teacher logits, every later epoch runs the pass (all but one of a default 10-epoch run)
@@ -210,7 +207,7 @@ def main() -> None:
             whole.append(run["lotus"][1] / run["finetune"][1])
             for f in (floor.finetune, floor.lotus)[:: 1 if r % 2 else -1]:
                 name = f.__name__
-                bare_per_sample[name].append(f(augment) / (len(retain) if name == "finetune" else n_union))
+                bare_per_sample[name].append(f(augment) / trained[name])
                 over_bare[name].append(run[name][0] / bare_per_sample[name][-1])
             floors.append(bare_per_sample["lotus"][-1] / bare_per_sample["finetune"][-1])
         ft, lo = statistics.median(per_sample["finetune"]), statistics.median(per_sample["lotus"])

@@ -44,6 +44,8 @@ import torch.nn as nn
 
 import lotus_unlearn as lu
 from lotus_unlearn.data import TensorData, instance_split, load_dataset
+from lotus_unlearn.methods.base import subset_size
+from lotus_unlearn.methods.lotus import LotusConfig
 from lotus_unlearn.metrics import PredictionCache, predict
 from lotus_unlearn.metrics.evaluate import random_init_copy
 
@@ -97,7 +99,7 @@ def size_row(n: int, epochs: int, repeats: int = 2) -> dict[str, float]:
     return {
         "N": n,
         "forget": len(forget),
-        "trained/epoch": len(forget) + int(0.3 * len(retain)),
+        "trained/epoch": len(forget) + subset_size(len(retain), LotusConfig.retain_fraction),
         "epochs": result.epochs_run,
         "lotus_s": lotus_s,
         "epoch_s": epoch_s,

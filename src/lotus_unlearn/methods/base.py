@@ -379,11 +379,16 @@ def cross_entropy(ctx: Context) -> LossFn:
     return lambda x, y, _pos: F.cross_entropy(ctx.model(x).float(), y)
 
 
-def random_subset(data: Dataset, fraction: float, generator: torch.Generator) -> Dataset:
-    """A seeded random subset of floor(fraction * len(data)) samples (at least one)."""
+def subset_size(n: int, fraction: float) -> int:
+    """floor(fraction * n), at least one: the size of `random_subset` (LoTUS's and Bad Teacher's retain subset)."""
     if not 0.0 < fraction <= 1.0:
         raise UserError(f"retain_fraction must be in (0, 1], got {fraction}")
-    n = max(1, math.floor(fraction * len(data) + 1e-9))  # 0.7 * 90 is 62.99... in floating point
+    return max(1, math.floor(fraction * n + 1e-9))  # 0.7 * 90 is 62.99... in floating point
+
+
+def random_subset(data: Dataset, fraction: float, generator: torch.Generator) -> Dataset:
+    """A seeded random subset of `subset_size(len(data), fraction)` samples."""
+    n = subset_size(len(data), fraction)
     pos = torch.randperm(len(data), generator=generator)[:n].sort().values
     if isinstance(data, TensorData):
         return data.subset(pos)
