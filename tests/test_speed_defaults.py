@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from lotus_unlearn.methods import base
 from lotus_unlearn.methods.base import Config, build_config
 from lotus_unlearn.metrics.classification import accuracy
 from lotus_unlearn.metrics.predict import predict
-from lotus_unlearn.utils import compile_in_place, eval_batch_size, state_dict_hash
+from lotus_unlearn.utils import compile_in_place, eval_batch_size, glibc, state_dict_hash
 
 
 def test_eval_batch_size_is_small_on_cpu_large_on_accelerators_and_a_request_wins() -> None:
@@ -134,7 +133,6 @@ def test_model_cache_keys_on_the_cpu_thread_count(monkeypatch, tmp_path) -> None
     assert len(list((tmp_path / "models").glob("original-*.safetensors"))) == 2
 
 
-GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 CHURN = """
 import resource, sys, torch
 from lotus_unlearn.utils import tune_cpu_allocator
@@ -159,14 +157,14 @@ def _churn(**env: str) -> tuple[str, int]:
     return applied, int(faults)
 
 
-@pytest.mark.skipif(not GLIBC, reason="mallopt tuning is glibc-only")
+@pytest.mark.skipif(not glibc(), reason="mallopt tuning is glibc-only")
 def test_tuned_allocator_reuses_freed_buffers_without_page_faults() -> None:
     applied, faults = _churn()
     assert applied == "True"
     assert faults < 12288  # one refault of the 48 MiB would be 12288 pages; the tuned heap keeps them resident
 
 
-@pytest.mark.skipif(not GLIBC, reason="mallopt tuning is glibc-only")
+@pytest.mark.skipif(not glibc(), reason="mallopt tuning is glibc-only")
 def test_tune_cpu_allocator_leaves_a_user_choice_alone() -> None:
     assert _churn(LOTUS_TUNE_MALLOC="0")[0] == "False"
     assert _churn(MALLOC_TRIM_THRESHOLD_="1000000")[0] == "False"

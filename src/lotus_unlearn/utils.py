@@ -120,6 +120,11 @@ _MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_P
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
 
 
+def glibc() -> bool:
+    """Whether this process runs on Linux with glibc (the C library whose allocator `tune_cpu_allocator` sets)."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def tune_cpu_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
     """Keep freed tensor buffers in the process's heap instead of returning them to the OS after every step.
 
@@ -134,7 +139,7 @@ def tune_cpu_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 256
     """
     if os.environ.get("LOTUS_TUNE_MALLOC", "1") == "0" or any(k in os.environ for k in _MALLOC_ENV):
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not glibc():
         return False
     import ctypes
 
