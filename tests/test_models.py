@@ -60,15 +60,40 @@ def test_resnet18_has_no_max_pool_and_identity_shortcuts_where_shapes_match() ->
     assert [b.conv2.out_channels for b in bs[::2]] == [64, 128, 256, 512]
 
 
-def test_resnet18_ref_has_max_pool_and_conv_shortcut_everywhere() -> None:
+def test_resnet18_ref_has_max_pool_and_bare_conv_shortcut_everywhere() -> None:
     model = create_model("resnet18_ref", num_classes=10)
     assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 1
     bs = blocks(model)
     assert len(bs) == 8
     for b in bs:
-        assert isinstance(b.shortcut, nn.Sequential)
-        assert isinstance(b.shortcut[0], nn.Conv2d) and b.shortcut[0].kernel_size == (1, 1)
-    assert n_params(model) > n_params(create_model("resnet18", num_classes=10))
+        assert isinstance(b.shortcut, nn.Conv2d) and b.shortcut.kernel_size == (1, 1) and b.shortcut.bias is None
+    # BatchNorm: the stem's and two per block, none on a shortcut
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 1 + 2 * 8
+
+
+def reference_resnet18_shapes(num_classes: int, in_channels: int = 3) -> list[tuple[int, ...]]:
+    """The reference network's parameter tensors in order, written out from its description: 3x3 stem conv + BN;
+    per block conv3x3 + BN, conv3x3 + BN, bare 1x1 conv shortcut; linear head."""
+    shapes: list[tuple[int, ...]] = [(64, in_channels, 3, 3), (64,), (64,)]
+    cin = 64
+    for cout in (64, 128, 256, 512):
+        for _ in range(2):
+            shapes += [(cout, cin, 3, 3), (cout,), (cout,), (cout, cout, 3, 3), (cout,), (cout,), (cout, cin, 1, 1)]
+            cin = cout
+    return [*shapes, (num_classes, 512), (num_classes,)]
+
+
+@pytest.mark.parametrize("num_classes", [10, 100])
+def test_resnet18_ref_has_the_reference_parameter_tensors(num_classes: int) -> None:
+    model = create_model("resnet18_ref", num_classes=num_classes)
+    assert [tuple(p.shape) for p in model.parameters()] == reference_resnet18_shapes(num_classes)
+
+
+def test_resnet18_ref_parameter_count_is_the_reference_one() -> None:
+    """The paper's code's ResNet18 has 11,524,426 parameters for 10 classes (11,173,962 plus eight 1x1 shortcuts,
+    five more than the usual net's three; 64*64 + 128*128 + 256*256 + 512*512 + 64*64 = 352,256, minus the three
+    projection BatchNorms' 2 * (128 + 256 + 512) = 1,792)."""
+    assert n_params(create_model("resnet18_ref", num_classes=10)) == 11_524_426
 
 
 def test_max_pool_halves_the_feature_map() -> None:
