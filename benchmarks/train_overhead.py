@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 import lotus_unlearn as lu
 from lotus_unlearn.data import load_dataset
-from lotus_unlearn.train import train_model, warmup_linear
+from lotus_unlearn.train import make_scheduler, train_model
 
 RECIPE = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 128, "warmup_epochs": 1.0}
 
@@ -53,7 +53,7 @@ def bare(
         torch.optim.SGD(model.parameters(), **sgd, fused=True) if tuned else torch.optim.SGD(model.parameters(), **sgd)
     )
     steps = -(-len(y_all) // b)
-    sched = warmup_linear(opt, steps, epochs * steps)
+    sched = make_scheduler(opt, "warmup_linear", steps, epochs * steps)
     for _ in range(epochs):
         order = torch.randperm(len(y_all))
         for start in range(0, len(y_all), b):

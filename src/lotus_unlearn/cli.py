@@ -152,6 +152,13 @@ def train(
     augment: Annotated[
         bool, typer.Option(help="Random crop with padding and flip, where the data defines them.")
     ] = False,
+    schedule: Annotated[
+        str,
+        typer.Option(
+            help="Learning-rate schedule: warmup_linear (linear warm-up of --hparam warmup_epochs=N, then linear "
+            "decay to 0), constant (no scheduler) or cosine (optional warm-up, then cosine decay to 0)."
+        ),
+    ] = "warmup_linear",
     hparam: Annotated[
         list[str] | None,
         typer.Option("--hparam", help="Other training setting key=value (warmup_epochs, patience, weight_decay, ...)."),
@@ -181,6 +188,7 @@ def train(
       lotus-unlearn train --dataset fashion-mnist --model cnn --train-size 10000 --out models/original.safetensors
       lotus-unlearn train --dataset fashion-mnist --train-size 10000 --forget-fraction 0.1 --out models/gold.safetensors
       lotus-unlearn train --dataset cifar10 --data-root data --model resnet18 --augment --out models/cifar10.safetensors
+      lotus-unlearn train --dataset fashion-mnist --model vit --lr 1e-3 --schedule cosine --out models/vit.safetensors
       torchrun --nproc-per-node 4 -m lotus_unlearn train --dataset cifar10 --data-root data --out m.safetensors
     """
     from lotus_unlearn import distributed
@@ -207,6 +215,7 @@ def train(
         "lr": lr,
         "batch_size": batch_size,
         "augment": augment,
+        "schedule": schedule,
         **parse_pairs(hparam, "--hparam"),
         **({"compile": True} if compile else {}),
     }

@@ -1,12 +1,15 @@
 """Train an original model, or retrain a gold model on the retain set with the same recipe (spec §3.4).
 
-SGD with momentum, a linear warm-up then linear decay to 0 (per step), train-time augmentation when the data
-defines one, optional early stopping on validation loss that restores a deep copy of the best weights.
+SGD with momentum, a per-step learning-rate `schedule` (`warmup_linear`: linear warm-up then linear decay to 0, the
+ResNet recipe; `constant`: no scheduler, the ViT recipe; `cosine`: optional linear warm-up then cosine decay to 0),
+train-time augmentation when the data defines one, and optional early stopping on validation loss that restores a
+deep copy of the best weights.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lotus_unlearn import distributed
+from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods.base import (
     Config,
     build_config,
@@ -27,6 +31,8 @@ from lotus_unlearn.methods.base import (
 from lotus_unlearn.metrics.predict import predict
 from lotus_unlearn.progress import track
 
+SCHEDULES = ("warmup_linear", "constant", "cosine")
+
 
 @dataclass
 class TrainConfig(Config):
@@ -36,8 +42,17 @@ class TrainConfig(Config):
     momentum: float = 0.9
     weight_decay: float = 5e-4
     optimizer: str = "sgd"
-    warmup_epochs: float = 1.0  # linear warm-up, then linear decay to 0
-    patience: int | None = None  # early stopping on val loss; restores the best weights
+    schedule: str = "warmup_linear"  # one of SCHEDULES
+    warmup_epochs: float = 1.0  # linear warm-up of warmup_linear and cosine (0: none); constant ignores it
+    patience: int | None = None  # stop after this many epochs without a lower val loss; restores the best weights
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}")
+        if self.warmup_epochs < 0:
+            raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.patience is not None and self.patience < 1:
+            raise UserError(f"patience must be a positive number of epochs (or unset), got {self.patience}")
 
 
 @dataclass
@@ -49,36 +64,56 @@ class TrainResult:
     log: list[dict[str, Any]] = field(default_factory=list)
 
 
-def warmup_linear(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """lr factor rises linearly to 1 over `warmup_steps`, then falls linearly to 0 at `total_steps`."""
+def lr_factor(schedule: str, step: int, warmup_steps: int, total_steps: int) -> float:
+    """The learning-rate multiplier of optimizer step `step` (0-based) of `total_steps`.
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    Warm-up (warmup_linear, cosine): (step + 1) / warmup_steps for the first `warmup_steps` steps. After it,
+    warmup_linear falls linearly, (total - step) / (total - warmup); cosine follows
+    (1 + cos(pi * (step - warmup) / (total - warmup))) / 2; both reach 0 at `total_steps`. constant: always 1.
+    """
+    if schedule == "constant":
+        return 1.0
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if schedule == "warmup_linear":
+        return 1.0 - progress
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise UserError(f"unknown schedule {schedule!r}; accepted: {', '.join(SCHEDULES)}")
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: str, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """A per-step scheduler following `lr_factor`; None for `constant` (the optimizer's lr is never touched)."""
+    if schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(schedule, step, warmup_steps, total_steps)
+    )
 
 
 def train_model(model: nn.Module, train: Any, val: Any = None, **hparams: Any) -> TrainResult:
     """Train a copy of `model` on `train` (the input model is not modified)."""
     cfg: TrainConfig = build_config(TrainConfig, hparams, "train")
+    if cfg.patience is not None and val is None:
+        raise UserError("early stopping (patience) needs validation data; pass val or leave patience unset")
     start = time.perf_counter()
     ctx = make_context(model, train, train, val, cfg)
     ctx.model.train()
     optimizer = make_optimizer(ctx.model.parameters(), cfg)
     # per rank in a torchrun job: ceil(shard / per-rank batch), about the single-process count
     steps_per_epoch = -(-distributed.shard_len(len(ctx.retain)) // -(-cfg.batch_size // distributed.world_size()))
-    scheduler = warmup_linear(optimizer, max(1, int(cfg.warmup_epochs * steps_per_epoch)), cfg.epochs * steps_per_epoch)
+    warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+    scheduler = make_scheduler(optimizer, cfg.schedule, warmup_steps, cfg.epochs * steps_per_epoch)
     best_loss, best_state, since_best, epochs_run = float("inf"), None, 0, 0
     for epoch in track(range(cfg.epochs), "training"):
         t0 = time.perf_counter()
         loss = run_epoch(ctx, ctx.retain, cross_entropy(ctx), optimizer, "training", scheduler=scheduler)
         epochs_run += 1
-        entry: dict[str, Any] = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0]}
-        if ctx.val is not None and cfg.patience is not None:
+        entry: dict[str, Any] = {"epoch": epoch, "loss": loss, "lr": optimizer.param_groups[0]["lr"]}
+        if cfg.patience is not None:
             p = predict(ctx.model, ctx.val, batch_size=cfg.eval_batch_size, device=ctx.device)
             val_loss = float(F.cross_entropy(p.logits, p.labels))
             entry.update(val_loss=val_loss, val_acc=float((p.logits.argmax(1) == p.labels).float().mean()))
@@ -89,7 +124,7 @@ def train_model(model: nn.Module, train: Any, val: Any = None, **hparams: Any) -
                 since_best += 1
         entry["seconds"] = time.perf_counter() - t0
         ctx.log.append(entry)
-        if cfg.patience is not None and since_best > cfg.patience:
+        if cfg.patience is not None and since_best >= cfg.patience:
             break
     if best_state is not None:
         ctx.model.load_state_dict(best_state)

@@ -215,6 +215,7 @@ def _as_dict(value: Any, what: str) -> dict[str, Any]:
 def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None = None) -> BenchConfig:
     """Validate a config mapping (as read from YAML) and build a `BenchConfig`; bad input is one clear line."""
     from lotus_unlearn.methods import METHODS, get_method
+    from lotus_unlearn.methods.base import build_config
     from lotus_unlearn.train import TrainConfig
 
     _need(isinstance(raw, dict), "a bench config must be a YAML mapping with datasets, models, forget, methods, seeds")
@@ -239,6 +240,7 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
         train = _as_dict(m.get("train"), "`train`")
         bad = sorted(set(train) - train_fields)
         _need(not bad, f"unknown training setting(s) {', '.join(bad)}; accepted: {', '.join(sorted(train_fields))}")
+        build_config(TrainConfig, train, "train")  # ill-typed or out-of-range values (e.g. a schedule): one line
         models.append(
             Model(
                 str(m["model"]),

@@ -24,8 +24,8 @@ class Retrain(Method):
     citation = "exact unlearning by retraining (e.g. Bourtoule et al., Machine Unlearning, IEEE S&P 2021)"
     Config = RetrainConfig
     notes = (
-        "ResNet18: SGD 0.1, 150 epochs, 30 warm-up, batch 512; ViT: SGD 1e-4, 30 epochs. Pass the original's "
-        "recipe: with its seed this reproduces train_model(fresh model, retain) exactly"
+        "ResNet18: SGD 0.1, 150 epochs, 30 warm-up, batch 512; ViT: SGD 1e-4, 30 epochs, schedule constant. "
+        "Pass the original's recipe: with its seed this reproduces train_model(fresh model, retain) exactly"
     )
 
     def run(self, ctx: Context) -> int:
