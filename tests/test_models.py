@@ -11,7 +11,12 @@ from lotus_unlearn.errors import UserError
 from lotus_unlearn.models import MODELS, create_model
 from lotus_unlearn.models.resnet import BasicBlock
 
-SMALL = {"resnet18": {"width": 0.125}, "resnet18_ref": {"width": 0.125}, "vit": {"dim": 32, "depth": 1, "heads": 2}}
+SMALL = {
+    "resnet18": {"width": 0.125},
+    "resnet18_ref": {"width": 0.125},
+    "vit": {"dim": 32, "depth": 1, "heads": 2},
+    "vit_b16": {"patch": 4, "dim": 32, "depth": 1, "heads": 2, "mlp_dim": 64},
+}
 
 
 def n_params(model: nn.Module) -> int:
@@ -19,7 +24,7 @@ def n_params(model: nn.Module) -> int:
 
 
 def test_registry_has_the_built_ins() -> None:
-    assert {"cnn", "resnet18", "resnet18_ref", "vit"} <= set(MODELS)
+    assert {"cnn", "resnet18", "resnet18_ref", "vit", "vit_b16"} <= set(MODELS)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

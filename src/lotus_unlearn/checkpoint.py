@@ -57,8 +57,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise UserError(f"checkpoint sidecar {side} is not valid JSON ({exc}); restore or delete it") from exc
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Weights from a safetensors file or a weights-only torch file; one clear line for anything else."""
+def load_state_dict(path: str | Path, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """Weights from a safetensors file or a weights-only torch file; one clear line for anything else.
+    `mmap`: a torch file's tensors stay on disk until used (their shapes are known at once)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass the path of a .safetensors or .pt file")
@@ -68,7 +69,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise UserError(f"checkpoint {path} is not a readable safetensors file ({exc}); is it corrupt?") from exc
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         # torch's safe loader cannot tell a forbidden object from malformed bytes: name both
         raise UserError(

@@ -1,7 +1,8 @@
 """Models by name: built-ins, `package.module:factory` callables, and timm / torchvision names when installed.
 
 Every factory takes `num_classes`, `in_channels` and `image_size` keywords (plus its own). The name and
-arguments are stored on the model as `lotus_spec`, so a checkpoint can rebuild its architecture.
+arguments are stored on the model as `lotus_spec`, so a checkpoint can rebuild its architecture; a factory may set
+`model.lotus_rebuild` (argument overrides, e.g. `weights=None`) so that the rebuild does not re-read a pretrained file.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def create_model(
             "in_channels": in_channels,
             "image_size": image_size,
             **kwargs,
+            # what rebuilds the same architecture without side inputs (e.g. vit_b16's pretrained weights file)
+            **getattr(model, "lotus_rebuild", {}),
         },
     }
     return model
