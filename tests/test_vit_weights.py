@@ -296,3 +296,20 @@ def test_missing_or_empty_locations_and_pickles_are_one_line(tmp_path: Path) -> 
 def test_an_image_size_that_is_not_a_multiple_of_the_patch_is_one_line(size: int) -> None:
     with pytest.raises(UserError, match=f"image_size {size} is not a multiple of the patch size 16"):
         lu.create_model("vit_b16", num_classes=10, image_size=size)
+
+
+def test_check_model_reads_only_shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_model: the same one-line errors as create_model, with no tensor data read and no memory allocated."""
+    from lotus_unlearn.models import check_model
+    from lotus_unlearn.models.vit_weights import VitWeights
+
+    folder = hf_folder(tmp_path, canonical(), config=hf_config())
+    monkeypatch.setattr(VitWeights, "load_into", lambda *a: pytest.fail("tensor data was read"))
+    check_model("vit_b16", num_classes=10, weights=folder, image_size=SIZE, **ARCH)
+    check_model("vit_b16", num_classes=1000, image_size=224)  # full size, on the meta device
+    with pytest.raises(UserError, match="resize the images to 16"):
+        check_model("vit_b16", num_classes=10, weights=folder, image_size=32, **ARCH)
+    with pytest.raises(UserError, match="not a multiple of the patch size 16"):
+        check_model("vit_b16", num_classes=10, image_size=32 + 8)
+    with pytest.raises(UserError, match="unknown model"):
+        check_model("vit_b17", num_classes=10)

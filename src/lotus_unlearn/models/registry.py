@@ -87,6 +87,14 @@ def create_model(
     return model
 
 
+def check_model(name: str, *, num_classes: int, in_channels: int = 3, image_size: int = 32, **kwargs: Any) -> None:
+    """Raise the `UserError` that `create_model` would (unknown name, bad arguments, an image size the model cannot
+    take, a pretrained file that does not fit) without allocating the model: it is built on the meta device, and
+    factories read only the shapes of pretrained files. For validating a whole config before any training."""
+    with torch.device("meta"):
+        create_model(name, num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
+
+
 def reinitialized_copy(model: nn.Module, seed: int) -> nn.Module:
     """A CPU copy of `model` with fresh weights: every module's own `reset_parameters()` (or `_reset_parameters()`)
     under a private CPU generator seeded with `seed`, which also resets BatchNorm statistics. Parameters that no

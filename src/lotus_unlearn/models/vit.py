@@ -105,7 +105,7 @@ def vit_b16(
         )
     eps = layer_norm_eps if layer_norm_eps is not None else (found.eps if found else 1e-12)
     model = ViT(num_classes, in_channels, image_size, patch, dim, depth, heads, mlp_dim, eps, name="vit_b16")
-    if found is not None:
+    if found is not None and not model.cls.is_meta:  # on the meta device (`check_model`) nothing is read
         found.load_into(model)
     # a checkpoint of this model rebuilds the architecture without re-reading the pretrained file
     model.lotus_rebuild = {"weights": None, "layer_norm_eps": eps}  # type: ignore[assignment]
