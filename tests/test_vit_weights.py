@@ -313,3 +313,21 @@ def test_check_model_reads_only_shapes(tmp_path: Path, monkeypatch: pytest.Monke
         check_model("vit_b16", num_classes=10, image_size=32 + 8)
     with pytest.raises(UserError, match="unknown model"):
         check_model("vit_b17", num_classes=10)
+
+
+def test_the_model_cache_keys_on_the_pretrained_weights_not_the_path(tmp_path: Path, monkeypatch) -> None:
+    """Another file at the same path is another original: trained again, not served from the cache."""
+    from lotus_unlearn.data import DatasetBundle, TensorData
+    from lotus_unlearn.pipeline import train_cached
+
+    monkeypatch.setenv("LOTUS_CACHE_DIR", str(tmp_path / "cache"))
+    g = torch.Generator().manual_seed(0)
+    split = {k: TensorData(torch.rand(8, 3, SIZE, SIZE, generator=g), torch.arange(8) % 2) for k in ("tr", "va", "te")}
+    bundle = DatasetBundle("tiny-rgb", split["tr"], split["va"], split["te"], ["a", "b"])
+    args = {"model": "vit_b16", "model_kwargs": {**ARCH, "weights": str(tmp_path / "w")}, "seed": 0, "role": "original"}
+    train = {"epochs": 1, "batch_size": 8, "device": "cpu", "augment": False}
+    hf_folder(tmp_path / "w", canonical(seed=7))
+    runs = [train_cached(bundle, bundle.train, train=train, **args)[1]["cached"] for _ in range(2)]
+    hf_folder(tmp_path / "w", canonical(seed=8))  # same path, other weights
+    runs.append(train_cached(bundle, bundle.train, train=train, **args)[1]["cached"])
+    assert runs == [False, True, False]

@@ -17,7 +17,7 @@ from lotus_unlearn.errors import UserError
 from lotus_unlearn.metrics.predict import data_fingerprint
 from lotus_unlearn.models import create_model
 from lotus_unlearn.train import TrainConfig, TrainResult, train_model
-from lotus_unlearn.utils import config_hash, resolve_device
+from lotus_unlearn.utils import config_hash, resolve_device, state_dict_hash
 
 
 def cache_dir() -> Path:
@@ -112,6 +112,8 @@ def train_cached(
         "model": model,
         "model_kwargs": model_kwargs,
         "shapes": {k: list(v.shape) for k, v in net.state_dict().items()},
+        # a model that starts from a pretrained file: its starting weights, not just the file's name
+        "init_sha256": state_dict_hash(net) if model_kwargs.get("weights") else None,
         "train": recipe,
         # the data's content (images, labels, ids, normalisation): image size, resizing or any other loader
         # option that changes the samples changes the key; lazily loaded data has no content hash, so no cache
