@@ -331,3 +331,25 @@ def test_the_model_cache_keys_on_the_pretrained_weights_not_the_path(tmp_path: P
     hf_folder(tmp_path / "w", canonical(seed=8))  # same path, other weights
     runs.append(train_cached(bundle, bundle.train, train=train, **args)[1]["cached"])
     assert runs == [False, True, False]
+
+
+@pytest.mark.parametrize(
+    ("model_args", "message"),
+    [
+        (["weights=WEIGHTS", "patch=4", "dim=32", "depth=2", "heads=2", "mlp_dim=64"], "take 3-channel images"),
+        ([], "image_size 8 is not a multiple of the patch size 16"),
+    ],
+)
+def test_cli_train_with_a_model_that_cannot_take_the_data_exits_2_before_training(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, model_args: list[str], message: str
+) -> None:
+    from lotus_unlearn.cli import main
+
+    monkeypatch.setattr("lotus_unlearn.train.train_model", lambda *a, **k: pytest.fail("training started"))
+    folder = hf_folder(tmp_path / "hf", canonical())
+    args = [a.replace("WEIGHTS", str(folder)) for a in model_args]
+    out = tmp_path / "m.safetensors"
+    cmd = ["train", "--dataset", "digits", "--model", "vit_b16", "--device", "cpu", "--out", str(out)]
+    assert main([*cmd, *(x for a in args for x in ("--model-arg", a))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and not out.exists()

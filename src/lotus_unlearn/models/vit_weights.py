@@ -106,7 +106,7 @@ def read_vit_weights(
     """Find, open and check a ViT weights file or Hugging Face folder against the architecture; one-line
     `UserError` naming the file and the problem for anything that does not fit."""
     arch = {"patch": patch, "dim": dim, "depth": depth, "heads": heads, "mlp_dim": mlp_dim, "in_channels": in_channels}
-    file, config = _locate(Path(weights))
+    file, config = _locate(Path(str(weights)))
     shapes, read = _open(file)
     if any(k.endswith(HF_PATCH_KEY) for k in shapes):
         layout, eps = "huggingface", _check_config(config, arch) if config else 1e-12
