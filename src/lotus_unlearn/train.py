@@ -34,6 +34,11 @@ from lotus_unlearn.progress import track
 SCHEDULES = ("warmup_linear", "constant", "cosine")
 
 
+def check_schedule(schedule: str) -> None:
+    if schedule not in SCHEDULES:
+        raise UserError(f"unknown schedule {schedule!r}; accepted: {', '.join(SCHEDULES)}")
+
+
 @dataclass
 class TrainConfig(Config):
     epochs: int = 30
@@ -47,8 +52,7 @@ class TrainConfig(Config):
     patience: int | None = None  # stop after this many epochs without a lower val loss; restores the best weights
 
     def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise UserError(f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}")
+        check_schedule(self.schedule)
         if self.warmup_epochs < 0:
             raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if self.patience is not None and self.patience < 1:
@@ -71,6 +75,7 @@ def lr_factor(schedule: str, step: int, warmup_steps: int, total_steps: int) -> 
     warmup_linear falls linearly, (total - step) / (total - warmup); cosine follows
     (1 + cos(pi * (step - warmup) / (total - warmup))) / 2; both reach 0 at `total_steps`. constant: always 1.
     """
+    check_schedule(schedule)
     if schedule == "constant":
         return 1.0
     if step < warmup_steps:
@@ -78,9 +83,7 @@ def lr_factor(schedule: str, step: int, warmup_steps: int, total_steps: int) -> 
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     if schedule == "warmup_linear":
         return 1.0 - progress
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise UserError(f"unknown schedule {schedule!r}; accepted: {', '.join(SCHEDULES)}")
+    return 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine
 
 
 def make_scheduler(
