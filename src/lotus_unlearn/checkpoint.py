@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.models import create_model
-from lotus_unlearn.utils import atomic_path, provenance, state_dict_hash, write_json_atomic
+from lotus_unlearn.utils import WEIGHTS_HASH_FORMAT, atomic_path, provenance, state_dict_hash, write_json_atomic
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
@@ -40,6 +40,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | N
     info = {
         "model": getattr(model, "lotus_spec", None),
         "weights_sha256": state_dict_hash(model),
+        "weights_hash_format": WEIGHTS_HASH_FORMAT,
         "versions": provenance(),
         **(meta or {}),
     }

@@ -10,7 +10,7 @@ import numpy as np
 
 from lotus_unlearn.data.base import TensorData
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.utils import sha256_bytes, write_json_atomic
+from lotus_unlearn.utils import ids_sha256, write_json_atomic
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Split:
     @property
     def sha256(self) -> str:
         """SHA-256 of the sorted forget ids, one per line: identifies the deletion request."""
-        return sha256_bytes("\n".join(str(i) for i in sorted(self.forget_ids)).encode())
+        return ids_sha256(self.forget_ids)
 
     def apply(self, train: TensorData) -> tuple[TensorData, TensorData]:
         """(forget, retain) subsets of `train`."""
