@@ -6,13 +6,14 @@ import json
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from lotus_unlearn.errors import UnlearningFailed, UserError
+from lotus_unlearn.errors import LotusWarning, UnlearningFailed, UserError
 from lotus_unlearn.utils import tune_cpu_allocator
 
 if TYPE_CHECKING:
@@ -194,6 +195,7 @@ def train(
     from lotus_unlearn import distributed
     from lotus_unlearn.checkpoint import load_pretrained, load_state_dict, save_checkpoint
     from lotus_unlearn.data import load_dataset
+    from lotus_unlearn.history import DeletionHistory, TrainSubset
     from lotus_unlearn.pipeline import model_for, training_record
     from lotus_unlearn.train import train_model
 
@@ -232,8 +234,13 @@ def train(
         **({"weights": str(weights)} if weights is not None else {}),
         **({"world_size": distributed.world_size()} if distributed.active() else {}),
     )
+    train_ids = bundle.train.ids.tolist()
+    record = {
+        "history": DeletionHistory.of_retraining(train_ids, data.ids.tolist()),
+        "train_subset": TrainSubset.of(bundle.name, train_ids, train_size, seed),
+    }
     if distributed.is_main():  # in a torchrun job every rank holds the same model; rank 0 writes it
-        save_checkpoint(result.model, out, meta)
+        save_checkpoint(result.model, out, meta, **record)
     console.print(f"trained {role} {model} on {len(data)} samples in {result.seconds:.1f} s -> {out}")
 
 
@@ -300,18 +307,6 @@ def _check_fits(net: nn.Module, bundle: DatasetBundle, label: str) -> None:
             f"{label} predicts {out.shape[-1]} classes but {bundle.name} has {bundle.num_classes}; "
             "pass the --dataset it was trained on"
         )
-
-
-def _previously_forgotten(meta: dict[str, Any]) -> list[int]:
-    """Sample ids forgotten by earlier requests on this checkpoint (recorded in its sidecar by `unlearn`)."""
-    ids = meta.get("forgotten_ids") or []
-    try:
-        return sorted({int(i) for i in ids})
-    except (TypeError, ValueError):
-        raise UserError(
-            "the checkpoint sidecar's forgotten_ids is not a list of sample ids; restore the sidecar "
-            "written by `lotus-unlearn unlearn`"
-        ) from None
 
 
 def _experiment(
@@ -390,8 +385,9 @@ def unlearn_cmd(
       torchrun --nproc-per-node 8 -m lotus_unlearn unlearn ...   (same options; rank 0 writes the outputs)
     """
     from lotus_unlearn import distributed
-    from lotus_unlearn.checkpoint import save_checkpoint
+    from lotus_unlearn.checkpoint import read_record, save_checkpoint
     from lotus_unlearn.data import save_split
+    from lotus_unlearn.history import TrainSubset, report_record
     from lotus_unlearn.methods import get_method
     from lotus_unlearn.metrics import evaluate
     from lotus_unlearn.pipeline import Experiment
@@ -414,7 +410,8 @@ def unlearn_cmd(
     )
     original, meta = _load(checkpoint, exp.bundle, model, model_arg)
     gold_model = _load(gold, exp.bundle, model, model_arg, "gold model")[0] if gold else None
-    earlier = _previously_forgotten(meta)
+    record = read_record(checkpoint)
+    earlier = list(record.history.forgotten_ids)
     if earlier:  # sequential request: never train on, or measure retain accuracy on, data deleted before
         import numpy as np
 
@@ -437,6 +434,8 @@ def unlearn_cmd(
     eval_seconds = time.perf_counter() - t_eval
 
     input_sha = state_dict_hash(original)
+    history = record.history.add(exp.split.forget_ids, input_sha)
+    subset = record.train_subset or TrainSubset.of(exp.bundle.name, exp.bundle.train.ids.tolist(), size, seed)
     lineage = {**lineage_of(checkpoint, meta, input_sha), "previously_forgotten": len(earlier)}
     report = build_report(
         request={
@@ -454,11 +453,11 @@ def unlearn_cmd(
         metrics=metrics,
         lineage=lineage,
         timings={"evaluate_seconds": eval_seconds, "total_seconds": time.perf_counter() - started},
+        extra=report_record(history, subset, record.source),
     )
     if not distributed.is_main():  # in a torchrun job every rank holds the same results; rank 0 writes them
         return
-    history = [*lineage["history"], history_entry(report, out / "report.json")]
-    forgotten = sorted(set(earlier) | set(exp.split.forget_ids))
+    entries = [*lineage["history"], history_entry(report, out / "report.json")]
     save_checkpoint(
         result.model,
         out / "model.safetensors",
@@ -471,9 +470,10 @@ def unlearn_cmd(
             "forget_ids_sha256": exp.split.sha256,
             "parent_weights_sha256": input_sha,
             "report": "report.json",
-            "deletion_history": history,
-            "forgotten_ids": forgotten,
+            "deletion_history": entries,
         },
+        history=history,
+        train_subset=subset,
     )
     save_split(exp.split, out / "split.json")
     write_report(report, out)
@@ -701,6 +701,25 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     tune_cpu_allocator()  # process-wide, so the application's call: fewer page faults in CPU training (docs/performance.md)
+    with warnings.catch_warnings():  # restores the warning filters and printer on return
+        warnings.simplefilter("always", LotusWarning)
+        warnings.showwarning = _one_line_warnings(warnings.showwarning)
+        return _main(args, debug)
+
+
+def _one_line_warnings(show: Any) -> Any:
+    """A `warnings.showwarning` that prints our warnings as one `warning:` line on stderr and the others by `show`."""
+
+    def printer(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, LotusWarning):
+            err.print(f"warning: {message}", highlight=False, markup=False, soft_wrap=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return printer
+
+
+def _main(args: list[str], debug: bool) -> int:
     try:
         _join_torchrun_job()
         rv = app(args=args, prog_name="lotus-unlearn", standalone_mode=False)

@@ -14,6 +14,7 @@ from lotus_unlearn.checkpoint import load_checkpoint, save_checkpoint
 from lotus_unlearn.data import DatasetBundle, Split, TensorData, class_split, ids_split, instance_split, load_dataset
 from lotus_unlearn.data.splits import read_ids_file
 from lotus_unlearn.errors import UserError
+from lotus_unlearn.history import DeletionHistory, TrainSubset
 from lotus_unlearn.metrics.predict import data_fingerprint
 from lotus_unlearn.models import create_model
 from lotus_unlearn.train import TrainConfig, TrainResult, train_model
@@ -137,7 +138,14 @@ def train_cached(
         n_train=len(data),
         train_ids_sha256=config_hash(data.ids.tolist()),
     )
-    save_checkpoint(result.model, path, meta)
+    train_ids = bundle.train.ids.tolist()
+    save_checkpoint(
+        result.model,
+        path,
+        meta,
+        history=DeletionHistory.of_retraining(train_ids, data.ids.tolist()),
+        train_subset=TrainSubset.of(bundle.name, train_ids, train_size, seed),
+    )
     return result.model, {**meta, "cached": False}
 
 
