@@ -34,6 +34,7 @@ class ForgetRequest:
     classes: list[str] = field(default_factory=list)
     fraction: float | None = None
     mode: str = "random"
+    listing: str | None = None  # the command that lists the valid ids, named when an id is not a training sample
 
     def resolve(self, bundle: DatasetBundle, seed: int) -> Split:
         given = sum([self.ids_file is not None, bool(self.classes), self.fraction is not None])
@@ -42,7 +43,7 @@ class ForgetRequest:
                 "say what to forget with exactly one of --forget IDS_FILE, --forget-class, --forget-fraction"
             )
         if self.ids_file is not None:
-            return ids_split(bundle.train, read_ids_file(self.ids_file))
+            return ids_split(bundle.train, read_ids_file(self.ids_file), self.listing)
         if self.classes:
             return class_split(bundle.train, sorted({bundle.class_index(c) for c in self.classes}))
         assert self.fraction is not None
@@ -71,9 +72,13 @@ def prepare(
     data_root: str | None = None,
     train_size: int | None = None,
     data_args: dict[str, Any] | None = None,
+    subset_seed: int | None = None,
 ) -> Experiment:
-    """Load `dataset` (with its loader's `data_args`) and split it as `request` says (or by a saved Split)."""
-    bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **(data_args or {}))
+    """Load `dataset` (with its loader's `data_args`; a `train_size` subset drawn with `subset_seed`, default
+    `seed`) and split it as `request` says (or by a saved Split)."""
+    bundle = load_dataset(
+        dataset, root=data_root, seed=seed, train_size=train_size, subset_seed=subset_seed, **(data_args or {})
+    )
     split = request if isinstance(request, Split) else request.resolve(bundle, seed)
     forget, retain = split.apply(bundle.train)
     return Experiment(bundle, split, forget, retain)
