@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from lotus_unlearn.errors import UserError
+from lotus_unlearn.models.registry import check_trusted, names_code
 from lotus_unlearn.utils import config_hash
 
 TOP_KEYS = {
@@ -36,6 +37,7 @@ TOP_KEYS = {
     "device",
     "eval",
     "selection",
+    "trust_code",
 }
 MODEL_KEYS = {"model", "model_kwargs", "train", "methods"}
 FORGET_KEYS = {"fraction", "classes", "mode", "hparams"}
@@ -138,8 +140,14 @@ class BenchConfig:
     device: str = "auto"
     eval: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)
+    trust_code: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+
+    @property
+    def code_models(self) -> list[str]:
+        """The `package.module:factory` models this config imports (allowed by `trust_code: true`)."""
+        return sorted({m.model for m in self.models if names_code(m.model)})
 
     def groups(self) -> list[Group]:
         out = []
@@ -280,6 +288,14 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
             )
         )
 
+    trust_code = raw.get("trust_code", False)
+    _need(isinstance(trust_code, bool), f"`trust_code` must be true or false, got {trust_code!r}")
+    if not trust_code:  # model code runs only when the config says, in its own words, that it trusts it
+        for m in models:
+            check_trusted(
+                m.model, "the bench config", "if you wrote or checked it and trust that code, add `trust_code: true`"
+            )
+
     methods = {str(k): _as_dict(v, f"methods.{k}") for k, v in _as_dict(raw["methods"], "`methods`").items()}
     _need(bool(methods), "`methods` must name at least one method")
     sweeps = []
@@ -324,6 +340,7 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
         device=str(raw.get("device", "auto")),
         eval=_as_dict(raw.get("eval"), "`eval`"),
         selection=_as_dict(raw.get("selection"), "`selection`"),
+        trust_code=trust_code,
         raw=raw,
         path=path,
     )

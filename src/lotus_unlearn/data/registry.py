@@ -68,7 +68,11 @@ class DatasetBundle:
 
 
 def register_dataset(name: str) -> Callable:
+    """Decorator: add a loader to `DATASETS` under `name`; a name registered twice raises (as methods and models)."""
+
     def wrap(fn: Callable[..., DatasetBundle]) -> Callable[..., DatasetBundle]:
+        if name in DATASETS:
+            raise ValueError(f"dataset {name!r} is registered twice")
         DATASETS[name] = fn
         return fn
 

@@ -21,11 +21,28 @@ MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(name: str) -> Callable:
+    """Decorator: add a factory to `MODELS` under `name`; a name registered twice raises (as methods and datasets)."""
+
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
         MODELS[name] = fn
         return fn
 
     return wrap
+
+
+def names_code(name: str) -> bool:
+    """Whether building `name` imports and runs a module it names (`package.module:factory`, e.g. `torch.hub:load`):
+    code from outside the registry, which only the person running the command may ask for."""
+    return ":" in str(name)
+
+
+def check_trusted(name: str, source: str, fix: str) -> None:
+    """Refuse a model name read from a file (`source`) that would import code; registry, timm and torchvision names
+    always pass. `fix` says how the person may ask for that code themselves."""
+    if names_code(name):
+        raise UserError(f"{source} names model code {name!r}, which is never imported because a file names it; {fix}")
 
 
 def _external(name: str) -> Callable[..., nn.Module] | None:
