@@ -171,3 +171,32 @@ def test_a_hostile_sidecar_allocates_nothing(env: Env) -> None:
 
     with pytest.raises(UserError, match=r"does not fit the model: tensor .* expects \(2000000000, "):
         lu.load_checkpoint(env.checkpoint("huge", huge))
+
+
+# --- hyper-parameter ranges: declared once, on the config -----------------------------------------------------------
+
+
+def _config_classes() -> list[type]:
+    from lotus_unlearn.methods.salun import SalunLotusConfig
+    from lotus_unlearn.train import TrainConfig
+
+    return [*(m.Config for m in lu.METHODS.values()), SalunLotusConfig, TrainConfig]
+
+
+@pytest.mark.parametrize("cfg_cls", _config_classes(), ids=lambda c: c.__name__)
+def test_every_hyper_parameter_declares_its_range(cfg_cls: type) -> None:
+    import dataclasses
+    import typing
+
+    from lotus_unlearn.methods.base import constraints_of
+
+    hints = typing.get_type_hints(cfg_cls)
+    rules = constraints_of(cfg_cls)
+    for f in dataclasses.fields(cfg_cls):
+        if hints[f.name] not in (bool, bool | None):
+            assert f.name in rules, f"{cfg_cls.__name__}.{f.name} declares no range"
+        default = getattr(cfg_cls(), f.name)
+        if f.name in rules and default is not None:
+            assert rules[f.name].check(f.name, default) is None, (
+                f"{cfg_cls.__name__}.{f.name}'s default is out of range"
+            )
