@@ -79,11 +79,9 @@ def register_dataset(name: str) -> Callable:
     return wrap
 
 
-def load_dataset(
-    name: str, *, root: str | Path | None = None, seed: int = 0, train_size: int | None = None, **options: Any
-) -> DatasetBundle:
-    """Load a registered dataset; `train_size` keeps a seeded stratified subset of the training set; `options`
-    go to the dataset's loader (e.g. `size=224` for `imagefolder`)."""
+def check_dataset(name: str, options: dict[str, Any] | None = None) -> str:
+    """The registry key of dataset `name`; an unknown name, or an option its loader does not take, is one line.
+    Reads no data (for validating a whole config first)."""
     key = name.lower().replace("_", "-")
     if key not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
@@ -96,6 +94,15 @@ def load_dataset(
                 f"dataset {name} has no option(s) {', '.join(unknown)}; "
                 + (f"it accepts {', '.join(accepted)}" if accepted else "it takes no --data-arg")
             )
+    return key
+
+
+def load_dataset(
+    name: str, *, root: str | Path | None = None, seed: int = 0, train_size: int | None = None, **options: Any
+) -> DatasetBundle:
+    """Load a registered dataset; `train_size` keeps a seeded stratified subset of the training set; `options`
+    go to the dataset's loader (e.g. `size=224` for `imagefolder`)."""
+    key = check_dataset(name, options)
     bundle = DATASETS[key](root=root, seed=seed, **options)
     if train_size is not None and train_size < len(bundle.train):
         if train_size <= 0:
