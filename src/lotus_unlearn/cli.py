@@ -258,8 +258,8 @@ def _load(
     model_arg: list[str] | None = None,
     what: str = "checkpoint",
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a checkpoint for `bundle`: rebuilt from its sidecar, or as `--model` when given (or when there is no
-    sidecar); then check that it was made for this dataset and fits its inputs and classes."""
+    """Load a checkpoint for `bundle`: rebuilt from its sidecar (registry models only: model code a file names is
+    refused), or as `--model` when given (or when there is no sidecar); then check that it was made for this dataset and fits its inputs and classes."""
     from lotus_unlearn.checkpoint import load_checkpoint, load_weights, read_meta
     from lotus_unlearn.checkpoint import load_state_dict as read_state
     from lotus_unlearn.pipeline import model_for
@@ -272,7 +272,10 @@ def _load(
         raise UserError(
             f"{what} {checkpoint} was trained on {meta['dataset']}, not {bundle.name}; pass --dataset {meta['dataset']}"
         )
-    if model is not None or not meta.get("model"):
+    if model is not None and model == (meta.get("model") or {}).get("name"):
+        # the person named the sidecar's model (needed for code, `package.module:factory`): its arguments apply
+        net = load_checkpoint(checkpoint, name=model, **parse_pairs(model_arg, "--model-arg"))[0]
+    elif model is not None or not meta.get("model"):
         if model is None:
             raise UserError(
                 f"{what} {checkpoint} has no .json sidecar naming its architecture; pass --model NAME "
