@@ -649,17 +649,28 @@ def bench_report(
     out: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default: `report` beside the first results).")
     ] = None,
+    units: Annotated[
+        str,
+        typer.Option(
+            "--units",
+            help="textbook (JSD, RF-JSD as defined, time in s) or paper (the paper's units: JSD and RF-JSD in the "
+            "reference code's forms x1e4, time in min).",
+        ),
+    ] = "textbook",
 ) -> None:
-    """Tables (Markdown, CSV, LaTeX), the RF-JSD/JSD correlation, the alpha sweep and PNG plots from results.
+    """Tables (Markdown, CSV, LaTeX), the RF-JSD/JSD correlation, the alpha sweep and PNG plots from results; where
+    the LoTUS paper published the benchmark, its values next to ours (paper_comparison.csv).
 
-    Example: lotus-unlearn bench report runs/bench/fashion_mnist/results.sqlite --out docs/results
+    Examples:
+      lotus-unlearn bench report runs/bench/fashion_mnist/results.sqlite --out docs/results
+      lotus-unlearn bench report runs/bench/cifar10_resnet18/results.sqlite --units paper
     """
     from lotus_unlearn.bench import build_report, load_rows
 
     rows = load_rows(results)
     first = results[0]
     folder = out if out is not None else (first if first.is_dir() else first.parent) / "report"
-    written = build_report(rows, folder, sources=[str(p) for p in results])
+    written = build_report(rows, folder, sources=[str(p) for p in results], units=units)
     print(written["markdown"])  # plain: rich would read the Markdown image links as markup
     console.print(f"wrote {', '.join(sorted(written['files'].values()))}")
 
