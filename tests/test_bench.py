@@ -250,6 +250,8 @@ def test_config_expands_to_cells_with_overrides():
         ({"methods": {"lotus": {"alpah": 2}}}, "unknown hyper-parameter"),
         ({"forget": [1.5]}, "fraction must be in"),
         ({"forget": [{"fraction": 0.1, "classes": [1]}]}, "exactly one of"),
+        ({"forget": [{"first": 10, "classes": [1]}]}, "exactly one of"),
+        ({"forget": [{"first": 0}]}, "forget first must be a whole number"),
         ({"models": [{"model": "cnn", "train": {"epoch": 3}}]}, "unknown training setting"),
         ({"seeds": [1, 1]}, "twice"),
     ],

@@ -609,6 +609,14 @@ def bench_run(
     mlflow_uri: Annotated[
         str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI (implies --mlflow).")
     ] = None,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            "--smoke",
+            help="The same config end to end at toy size (generated data in its format, minimum widths, one epoch, "
+            "first seed) in runs/smoke/NAME (or --results FOLDER), with its report in the paper's units.",
+        ),
+    ] = False,
 ) -> None:
     """Run a benchmark grid into a results store; resumes where a killed run stopped.
 
@@ -616,11 +624,23 @@ def bench_run(
       lotus-unlearn bench run configs/fashion_mnist.yaml --jobs 2
       lotus-unlearn bench run configs/quick.yaml --list-cells --results cells/
       lotus-unlearn bench run configs/quick.yaml --cell ID --results cells/cell-ID.json
+      lotus-unlearn bench run configs/paper/cifar10_resnet18.yaml --smoke
     """
     from lotus_unlearn.bench import list_cells as cells_of
     from lotus_unlearn.bench import load_config, run_bench
 
     cfg = load_config(config)
+    if smoke:
+        from lotus_unlearn.bench.smoke import run_smoke
+
+        if list_cells or cell is not None or mlflow or mlflow_uri is not None:
+            raise UserError("--smoke runs the whole config at toy size; drop --list-cells, --cell and --mlflow")
+        done = run_smoke(cfg, results, jobs=jobs, echo=console.print)
+        c = done["counts"]
+        console.print(f"smoke: {c['ran']} cell(s) run ({c['failed']} failed); report in {done['folder']}/report")
+        if c["failed"]:
+            raise typer.Exit(1)
+        return
     if list_cells:
         for line in cells_of(cfg, str(config), results):
             print(line)

@@ -43,20 +43,22 @@ TOP_KEYS = {
 }
 MODEL_KEYS = {"model", "model_kwargs", "train", "methods", "original"}
 GOLD_VALUES = ("train", "none")
-FORGET_KEYS = {"fraction", "classes", "mode", "hparams"}
+FORGET_KEYS = {"fraction", "classes", "first", "mode", "hparams"}
 REFERENCE_ROWS = ("original", "retrain")
 DEFAULT_SEEDS = (3407, 13, 12)
 
 
 @dataclass(frozen=True)
 class Forget:
-    """One forget setting: a `fraction` of each class (instance-wise) or whole `classes` (names or indices);
-    `hparams` holds per-method overrides for this setting (e.g. LoTUS a_ref 0 and alpha 32 class-wise)."""
+    """One forget setting: a `fraction` of each class (instance-wise), whole `classes` (names or indices), or the
+    `first` N training samples by id (MUFAC's rule: the first 1,062 rows); `hparams` holds per-method overrides for
+    this setting (e.g. LoTUS a_ref 0 and alpha 32 class-wise)."""
 
     fraction: float | None = None
     classes: tuple[str, ...] = ()
     mode: str = "random"
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
+    first: int | None = None
 
     @property
     def kind(self) -> str:
@@ -66,6 +68,8 @@ class Forget:
     def label(self) -> str:
         if self.classes:
             return "class-" + "+".join(self.classes)
+        if self.first is not None:
+            return f"first{self.first}"
         suffix = "" if self.mode == "random" else f"-{self.mode}"
         return f"{self.fraction:g}{suffix}"
 
@@ -198,6 +202,7 @@ class BenchConfig:
                 "fraction": group.forget.fraction,
                 "classes": list(group.forget.classes),
                 "mode": group.forget.mode,
+                **({"first": group.forget.first} if group.forget.first is not None else {}),
             },
             "seed": group.seed,
             "method": v.method,
@@ -303,10 +308,15 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
         _need(
             not bad, f"unknown key(s) {', '.join(bad)} in a `forget` entry; accepted: {', '.join(sorted(FORGET_KEYS))}"
         )
-        fraction, classes = f.get("fraction"), f.get("classes")
+        fraction, classes, first = f.get("fraction"), f.get("classes"), f.get("first")
         _need(
-            (fraction is None) != (classes is None),
-            "each `forget` entry needs exactly one of fraction (e.g. 0.1) or classes (names or indices)",
+            sum(x is not None for x in (fraction, classes, first)) == 1,
+            "each `forget` entry needs exactly one of fraction (e.g. 0.1), classes (names or indices) or first "
+            "(a number of samples)",
+        )
+        _need(
+            first is None or (isinstance(first, int) and not isinstance(first, bool) and first >= 1),
+            f"forget first must be a whole number of samples >= 1, got {first!r}",
         )
         if fraction is not None:
             _need(
@@ -323,6 +333,7 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
                 tuple(str(c) for c in classes or ()),
                 str(f.get("mode", "random")),
                 hp,
+                first,
             )
         )
 
