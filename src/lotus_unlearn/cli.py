@@ -683,6 +683,14 @@ def bench_run(
     mlflow_uri: Annotated[
         str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI (implies --mlflow).")
     ] = None,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            "--smoke",
+            help="The same config end to end at toy size (generated data in its format, minimum widths, one epoch, "
+            "first seed) in runs/smoke/NAME (or --results FOLDER), with its report in the paper's units.",
+        ),
+    ] = False,
 ) -> None:
     """Run a benchmark grid into a results store; resumes where a killed run stopped.
 
@@ -690,11 +698,23 @@ def bench_run(
       lotus-unlearn bench run configs/fashion_mnist.yaml --jobs 2
       lotus-unlearn bench run configs/quick.yaml --list-cells --results cells/
       lotus-unlearn bench run configs/quick.yaml --cell ID --results cells/cell-ID.json
+      lotus-unlearn bench run configs/paper/cifar10_resnet18.yaml --smoke
     """
     from lotus_unlearn.bench import list_cells as cells_of
     from lotus_unlearn.bench import load_config, run_bench
 
     cfg = load_config(config)
+    if smoke:
+        from lotus_unlearn.bench.smoke import run_smoke
+
+        if list_cells or cell is not None or mlflow or mlflow_uri is not None:
+            raise UserError("--smoke runs the whole config at toy size; drop --list-cells, --cell and --mlflow")
+        done = run_smoke(cfg, results, jobs=jobs, echo=console.print)
+        c = done["counts"]
+        console.print(f"smoke: {c['ran']} cell(s) run ({c['failed']} failed); report in {done['folder']}/report")
+        if c["failed"]:
+            raise typer.Exit(1)
+        return
     if list_cells:
         for line in cells_of(cfg, str(config), results):
             print(line)
@@ -723,17 +743,28 @@ def bench_report(
     out: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default: `report` beside the first results).")
     ] = None,
+    units: Annotated[
+        str,
+        typer.Option(
+            "--units",
+            help="textbook (JSD, RF-JSD as defined, time in s) or paper (the paper's units: JSD and RF-JSD in the "
+            "reference code's forms x1e4, time in min).",
+        ),
+    ] = "textbook",
 ) -> None:
-    """Tables (Markdown, CSV, LaTeX), the RF-JSD/JSD correlation, the alpha sweep and PNG plots from results.
+    """Tables (Markdown, CSV, LaTeX), the RF-JSD/JSD correlation, the alpha sweep and PNG plots from results; where
+    the LoTUS paper published the benchmark, its values next to ours (paper_comparison.csv).
 
-    Example: lotus-unlearn bench report runs/bench/fashion_mnist/results.sqlite --out docs/results
+    Examples:
+      lotus-unlearn bench report runs/bench/fashion_mnist/results.sqlite --out docs/results
+      lotus-unlearn bench report runs/bench/cifar10_resnet18/results.sqlite --units paper
     """
     from lotus_unlearn.bench import build_report, load_rows
 
     rows = load_rows(results)
     first = results[0]
     folder = out if out is not None else (first if first.is_dir() else first.parent) / "report"
-    written = build_report(rows, folder, sources=[str(p) for p in results])
+    written = build_report(rows, folder, sources=[str(p) for p in results], units=units)
     print(written["markdown"])  # plain: rich would read the Markdown image links as markup
     console.print(f"wrote {', '.join(sorted(written['files'].values()))}")
 
