@@ -1,6 +1,6 @@
 """Datasets, in-memory batching and forget/retain splits."""
 
-from lotus_unlearn.data import cifar, digits, fashion_mnist, folder  # noqa: F401  (register the built-in datasets)
+from lotus_unlearn.data import cifar, digits, fashion_mnist, folder, mnist5k  # noqa: F401  (register the built-in datasets)
 from lotus_unlearn.data.base import Augment, TensorData, batches, concat
 from lotus_unlearn.data.registry import DATASETS, DatasetBundle, load_dataset
 from lotus_unlearn.data.splits import Split, class_split, ids_split, instance_split, load_split, save_split
