@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods.base import (
+    FRACTION,
     Config,
+    Constraint,
     Context,
     Method,
+    OneOf,
     accuracy,
     forget_and_retain_subset,
     make_optimizer,
@@ -111,6 +115,12 @@ class LotusMatchConfig(Config):
     retain_target: str = "gumbel"  # or "argmax", as LoTUS
     match: str = "confidence"  # or "output"
     stop: bool = True  # stop once forget accuracy is at or below the original's accuracy on D_val
+
+    constraints: ClassVar[dict[str, Constraint]] = {
+        "retain_fraction": FRACTION,
+        "retain_target": OneOf(("gumbel", "argmax")),
+        "match": OneOf(("confidence", "output")),
+    }
 
 
 @register
