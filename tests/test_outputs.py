@@ -247,3 +247,20 @@ def test_cli_outputs_are_never_lost(ckpt: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "file").write_text("x")
     assert main(unlearn(ckpt, tmp_path / "file")) == 2
     assert "is a file" in last_line(capsys)
+
+
+def test_python_readers_check_the_manifest(tmp_path: Path) -> None:
+    import torch
+
+    from lotus_unlearn.checkpoint import load_checkpoint, read_record, save_checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    out = tmp_path / "req"
+    with new_generation(out) as folder:
+        save_checkpoint(model, folder / "model.safetensors")
+        (folder / "report.json").write_text("{}")
+    load_checkpoint(out / "model.safetensors", torch.nn.Linear(3, 2))
+    (out.resolve() / "report.json").write_text('{"changed": 1}')
+    for read in (lambda p: load_checkpoint(p, torch.nn.Linear(3, 2)), read_record):
+        with pytest.raises(UserError, match=r"report\.json does not match"):
+            read(out / "model.safetensors")

@@ -30,6 +30,7 @@ from lotus_unlearn.history import (
     record_metadata,
 )
 from lotus_unlearn.models import create_model
+from lotus_unlearn.outputs import verify_checkpoint_folder
 from lotus_unlearn.utils import WEIGHTS_HASH_FORMAT, atomic_path, provenance, state_dict_hash, write_json_atomic
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -117,7 +118,9 @@ def header_metadata(path: str | Path) -> dict[str, str]:
 def read_record(path: str | Path) -> CheckpointRecord:
     """The checkpoint's deletion history and training subset: from the weights file when it carries them, else
     from a legacy sidecar, else empty (`source` "none"). A sidecar that disagrees with the weights file is
-    reported by a `HistoryWarning`; the weights file wins."""
+    reported by a `HistoryWarning`; the weights file wins. A checkpoint inside an output folder with a manifest
+    is read only if the whole folder matches it."""
+    verify_checkpoint_folder(path)
     return record_from(header_metadata(path), read_meta(path), path)
 
 
@@ -194,7 +197,9 @@ def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], source: st
 def load_checkpoint(
     path: str | Path, model: nn.Module | None = None, **model_kwargs: Any
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a checkpoint into `model`, or into a model rebuilt from the sidecar (`model_kwargs` override it)."""
+    """Load a checkpoint into `model`, or into a model rebuilt from the sidecar (`model_kwargs` override it).
+    A checkpoint inside an output folder with a manifest loads only if the whole folder matches it."""
+    verify_checkpoint_folder(path)
     state = load_state_dict(path)
     meta = read_meta(path)
     if model is None:
