@@ -36,9 +36,7 @@ class DatasetBundle:
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        """(C, H, W) of one input; `train` is a TensorData or a dataset with an `image_shape` (ImageFiles)."""
-        if isinstance(self.train, TensorData):
-            return tuple(int(d) for d in self.train.images.shape[1:])
+        """(C, H, W) of one model input (TensorData and ImageFiles both say, after any resize)."""
         return tuple(int(d) for d in self.train.image_shape)
 
     @property

@@ -59,6 +59,20 @@ def instance_split(train: TensorData, fraction: float, seed: int, mode: str = "r
     return Split(sorted(forget), "instance", [], desc)
 
 
+def first_split(train: TensorData, count: int) -> Split:
+    """Forget the `count` training samples with the smallest ids, whatever their class: the LoTUS code's MUFAC
+    rule (the first 1,062 rows of the training CSV). Independent of the seed."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise UserError(f"forget count must be a whole number >= 1, got {count!r}")
+    if count >= len(train):
+        raise UserError(
+            f"forget count {count} leaves nothing to retain: the training set has {len(train)} samples; "
+            "pass a smaller count"
+        )
+    forget = np.sort(train.ids.numpy())[:count]
+    return Split([int(i) for i in forget], "instance", [], f"the first {count} training ids")
+
+
 def class_split(train: TensorData, classes: list[int]) -> Split:
     """Forget every training sample of the given classes."""
     labels = train.labels.numpy()

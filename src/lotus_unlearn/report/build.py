@@ -81,6 +81,13 @@ FULL_ROWS = [
         "retrain-free JSD to the original model on unseen test data; compare with the noise floor",
     ),
     (
+        "RF-Gap",
+        "m",
+        "rf_gap",
+        "{:.4f}",
+        "retrain-free estimate of Avg Gap: targets from the original and unseen validation data; lower is better",
+    ),
+    (
         "true-class confidence (forget)",
         "d",
         "true_class_confidence_forget",
