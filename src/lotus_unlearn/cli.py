@@ -564,7 +564,10 @@ def evaluate_cmd(
     from lotus_unlearn.data import load_split
     from lotus_unlearn.distributed import is_main
     from lotus_unlearn.metrics import evaluate
+    from lotus_unlearn.outputs import verify_checkpoint_folder
 
+    if split is not None:
+        verify_checkpoint_folder(split)  # a split.json inside an output folder is read only if the folder is whole
     request = load_split(split) if split is not None else _request(forget, forget_class, forget_fraction, split_mode)
     exp, _, _, _ = _experiment(
         checkpoint, dataset, request, data_root=data_root, train_size=train_size, data_arg=data_arg, seed=seed

@@ -209,8 +209,8 @@ def verify_output(folder: str | Path) -> dict[str, Any] | None:
 
 
 def verify_checkpoint_folder(checkpoint: str | Path) -> None:
-    """A checkpoint inside an output folder with a manifest: check the whole folder (weights, sidecar, report and
-    split are read together) before trusting any of it."""
+    """A checkpoint (or split.json, report.json) inside an output folder with a manifest: check the whole folder
+    (weights, sidecar, report and split are read together) before trusting any of it."""
     folder = Path(checkpoint).parent
     if (folder / MANIFEST).is_file():
         verify_output(folder)
