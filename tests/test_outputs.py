@@ -32,8 +32,8 @@ def generation_of(out: Path) -> str:
 
 
 def publish(out: Path, tag: str, overwrite: bool = False) -> None:
-    with new_generation(out, overwrite) as folder:
-        write_run(folder, tag)
+    with new_generation(out, overwrite) as gen:
+        write_run(gen.path, tag)
 
 
 def test_a_run_is_published_as_a_verified_generation(tmp_path: Path) -> None:
@@ -193,8 +193,8 @@ def test_a_full_disk_at_any_step_keeps_the_previous_generation(tmp_path: Path, m
 def test_a_full_disk_while_writing_files_keeps_the_previous_generation(tmp_path: Path) -> None:
     out = tmp_path / "req"
     publish(out, "one")
-    with pytest.raises(UserError, match="No space left"), new_generation(out, overwrite=True) as folder:
-        write_run(folder, "two")
+    with pytest.raises(UserError, match="No space left"), new_generation(out, overwrite=True) as gen:
+        write_run(gen.path, "two")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     assert generation_of(out) == "one"
     assert [p.name for p in generations_dir(out).iterdir()] == ["g0001"]
@@ -233,6 +233,8 @@ def test_cli_outputs_are_never_lost(ckpt: Path, tmp_path: Path, capsys) -> None:
     assert (out / "report.json").read_bytes() == first
     assert main(unlearn(ckpt, out, "--seed", "1", "--overwrite")) == 0
     assert (out / "report.json").read_bytes() != first
+    entry = json.loads((out / "model.json").read_text())["deletion_history"][-1]
+    assert entry["report"] == str(out.resolve() / "report.json")  # the generation's own report, not the link
     assert (generations_dir(out) / "g0001" / "report.json").read_bytes() == first
     capsys.readouterr()
     assert main(["report", str(out)]) == 0  # a re-render is a new generation too
@@ -256,9 +258,10 @@ def test_python_readers_check_the_manifest(tmp_path: Path) -> None:
 
     model = torch.nn.Linear(3, 2)
     out = tmp_path / "req"
-    with new_generation(out) as folder:
-        save_checkpoint(model, folder / "model.safetensors")
-        (folder / "report.json").write_text("{}")
+    with new_generation(out) as gen:
+        save_checkpoint(model, gen.path / "model.safetensors")
+        (gen.path / "report.json").write_text("{}")
+    assert gen.final == out.resolve()
     load_checkpoint(out / "model.safetensors", torch.nn.Linear(3, 2))
     (out.resolve() / "report.json").write_text('{"changed": 1}')
     for read in (lambda p: load_checkpoint(p, torch.nn.Linear(3, 2)), read_record):

@@ -487,8 +487,9 @@ def unlearn_cmd(
     )
     if not distributed.is_main():  # in a torchrun job every rank holds the same results; rank 0 writes them
         return
-    entries = [*lineage["history"], history_entry(report, out / "report.json")]
-    with new_generation(out, overwrite) as folder:  # all files appear together, or none
+    with new_generation(out, overwrite) as gen:  # all files appear together, or none
+        folder = gen.path
+        entries = [*lineage["history"], history_entry(report, gen.final / "report.json")]
         save_checkpoint(
             result.model,
             folder / "model.safetensors",
@@ -671,8 +672,8 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Output folder of `lotus
     verify_output(folder)
     report_dict = load_report(folder)
     if folder.is_symlink():  # an output folder of generations: the re-rendered report is a new generation
-        with new_generation(folder, overwrite=True, base=folder) as new:
-            write_report(report_dict, new)
+        with new_generation(folder, overwrite=True, base=folder) as gen:
+            write_report(report_dict, gen.path)
     else:
         write_report(report_dict, folder)
     console.print(f"re-rendered {folder}/report.md and report.html from report.json")

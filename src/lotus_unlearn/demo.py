@@ -102,7 +102,8 @@ def run_demo(
             **report_record(history, subset, "none"),
         },
     )
-    with new_generation(out, overwrite) as folder:  # all files appear together, or none
+    with new_generation(out, overwrite) as gen:  # all files appear together, or none
+        folder = gen.path
         save_checkpoint(
             result.model,
             folder / "model.safetensors",

@@ -24,6 +24,7 @@ import platform
 import secrets
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,19 @@ def check_output(out: str | Path, overwrite: bool = False) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Generation:
+    """A generation being written: write its files under `path`; once published they are under `final`."""
+
+    path: Path
+    final: Path
+
+
 @contextlib.contextmanager
-def new_generation(out: str | Path, overwrite: bool = False, base: str | Path | None = None) -> Iterator[Path]:
-    """Yield an empty temporary folder to write a run into (or one holding links to `base`'s files); when the
-    block succeeds, publish it as the new generation of `out` (manifest, rename, link swap). On an error nothing
-    changes at `out` and the temporary folder is removed."""
+def new_generation(out: str | Path, overwrite: bool = False, base: str | Path | None = None) -> Iterator[Generation]:
+    """Yield a `Generation` whose `path` is an empty temporary folder to write a run into (or one holding links
+    to `base`'s files); when the block succeeds, publish it as `out`'s new generation `final` (manifest, rename,
+    link swap). On an error nothing changes at `out` and the temporary folder is removed."""
     out = Path(out)
     check_output(out, overwrite)
     gens = generations_dir(out)
@@ -77,14 +86,16 @@ def new_generation(out: str | Path, overwrite: bool = False, base: str | Path | 
         tmp.mkdir()
     except OSError as exc:
         raise UserError(f"cannot create output folder {out}: {exc.strerror or exc}; choose another --out") from exc
+    number = 1 + max((_number(p.name) for p in gens.iterdir()), default=0)
+    gen = Generation(tmp, gens.resolve() / f"g{number:04d}")
     try:
         if base is not None:
             for name in _files(Path(base)):
                 if name != MANIFEST:
                     (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                     _link_or_copy(Path(base) / name, tmp / name)
-        yield tmp
-        _publish(out, gens, tmp)
+        yield gen
+        _publish(out, gens, tmp, number)
     except OSError as exc:
         _discard(tmp)
         raise UserError(
@@ -102,10 +113,11 @@ def _discard(tmp: Path) -> None:
         tmp.parent.rmdir()
 
 
-def _publish(out: Path, gens: Path, tmp: Path) -> None:
+def _publish(out: Path, gens: Path, tmp: Path, number: int) -> None:
     """Manifest, fsync, rename into place, move a legacy folder aside, swap the link (the commit point)."""
-    number = 1 + max((_number(p.name) for p in gens.iterdir()), default=0)
     name = f"g{number:04d}"
+    if (gens / name).exists():
+        raise UserError(f"another run was written to {out} meanwhile (as {name}); write this one again")
     previous: dict[str, Any] | None = None
     legacy = None
     if out.is_symlink():
