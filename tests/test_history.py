@@ -83,6 +83,7 @@ def test_no_history_reads_as_empty(tmp_path: Path) -> None:
         ({"train_subset": {**SUBSET.to_dict(), "train_size": "lots"}}, "train_size 'lots'"),
         ({"train_subset": [1, 2]}, "train_subset is not an object"),
         ([1, 2], "not a JSON object"),
+        ({"forgotten_ids": [1], "deletion_history": 5, "requests": -1}, "requests -1"),
     ],
 )
 def test_a_malformed_legacy_sidecar_is_one_line(tmp_path: Path, sidecar: dict | list, fragment: str) -> None:
