@@ -14,7 +14,7 @@ from lotus_unlearn.cli import main
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.outputs import MANIFEST, check_output, generations_dir, new_generation, verify_output
 
-FILES = ("model.safetensors", "split.json", "report.json", "sub/report.html")
+FILES = ("model.safetensors", "split.json", "report.json", "report.html")
 
 
 def write_run(folder: Path, tag: str) -> None:
@@ -74,6 +74,17 @@ def test_an_empty_folder_is_used(tmp_path: Path) -> None:
     (tmp_path / "req").mkdir()
     publish(tmp_path / "req", "one")
     assert generation_of(tmp_path / "req") == "one"
+
+
+def test_a_folder_of_other_files_is_never_moved(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "notes.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(UserError, match="holds files that no lotus-unlearn run wrote"):
+            check_output(tmp_path / "project", overwrite)
+    with pytest.raises(UserError, match="names no folder"):
+        check_output(Path("."), overwrite=True)
+    assert (tmp_path / "project" / "notes.txt").read_text() == "mine"
 
 
 def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:

@@ -36,6 +36,16 @@ FORMAT = "lotus-unlearn-output/1"
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 1 << 20
 _INTENT = ".swap"
+# what a run wrote into a plain folder before generations existed: such a folder is moved aside by --overwrite
+RUN_FILES = {
+    MANIFEST,
+    "model.safetensors",
+    "model.json",
+    "split.json",
+    "report.json",
+    "report.md",
+    "report.html",
+}
 
 
 def generations_dir(out: str | Path) -> Path:
@@ -54,8 +64,17 @@ def check_output(out: str | Path, overwrite: bool = False) -> None:
             if not parent.is_dir():
                 raise UserError(f"output path {out} cannot be created: {parent} is a file; choose another --out")
             break
+    if out.name in ("", ".", ".."):
+        raise UserError(f"output folder {out} names no folder of its own; pass e.g. --out runs/request-1")
     if out.exists() and not out.is_dir():
         raise UserError(f"output path {out} is a file, not a folder; choose another --out")
+    if out.is_dir() and not out.is_symlink():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not p.name.startswith("."))
+        if foreign:
+            raise UserError(
+                f"output folder {out} holds files that no lotus-unlearn run wrote (e.g. {foreign[0]!r}); "
+                "choose another --out"
+            )
     if not overwrite and (out.is_symlink() or (out.is_dir() and any(out.iterdir()))):
         raise UserError(
             f"output folder {out} already holds a run; pass --overwrite (the earlier run is kept in "
