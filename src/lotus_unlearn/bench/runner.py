@@ -37,6 +37,7 @@ DIAGNOSTIC_KEYS = (
     "rf_jsd_reference_compat_x1e4",
     "mia_test_rate",
     "attack",
+    "rf_gap_terms",
 )
 
 
@@ -299,6 +300,7 @@ class GroupContext:
         from lotus_unlearn.methods import get_method
 
         extra: dict[str, Any] = {}
+        selection = None
         if v.method == "original":
             model, seconds = self.original, float(self.o_meta.get("seconds") or 0.0)
             extra["epochs_run"] = self.o_meta.get("epochs_run")
@@ -314,6 +316,9 @@ class GroupContext:
             )
             model, seconds = result.model, result.seconds
             extra["epochs_run"] = result.epochs_run
+            if result.selection is not None:  # select=rf_gap: the kept epoch (its scores go to diagnostics)
+                extra["selected_epoch"] = result.selection["selected_epoch"]
+                selection = result.selection
         t0 = time.perf_counter()
         report = self.evaluate(model)
         metrics = {
@@ -327,7 +332,10 @@ class GroupContext:
         metrics.update({k: float(val) for k, val in extra.items() if val is not None})
         return {
             "metrics": metrics,
-            "diagnostics": {k: diag[k] for k in DIAGNOSTIC_KEYS if k in diag},
+            "diagnostics": {
+                **{k: diag[k] for k in DIAGNOSTIC_KEYS if k in diag},
+                **({"selection": selection} if selection is not None else {}),
+            },
             "seconds": seconds,
             "eval_seconds": time.perf_counter() - t0,
         }

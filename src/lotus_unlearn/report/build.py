@@ -137,6 +137,7 @@ def build_report(
             "seconds": result.seconds,
             "epochs_run": result.epochs_run,
             "log": result.log,
+            "selection": result.selection,
         },
         "weights": {"input_sha256": input_sha, "output_sha256": state_dict_hash(result.model)},
         "lineage": lineage or {"parent_weights_sha256": input_sha, "previous_report": None, "history": []},
