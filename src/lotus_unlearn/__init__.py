@@ -14,6 +14,7 @@ from lotus_unlearn.methods import METHODS, UnlearnResult, unlearn
 from lotus_unlearn.metrics import evaluate
 from lotus_unlearn.models import create_model
 from lotus_unlearn.train import train_model
+from lotus_unlearn.tune import tune
 from lotus_unlearn.utils import tune_cpu_allocator
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "models",
     "save_checkpoint",
     "train_model",
+    "tune",
     "tune_cpu_allocator",
     "unlearn",
 ]

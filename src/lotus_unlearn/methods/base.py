@@ -72,6 +72,7 @@ class UnlearnResult:
     epochs_run: int
     log: list[dict[str, Any]] = field(default_factory=list)
     selection: dict[str, Any] | None = None  # with select: every epoch's score and the selected epoch
+    tuning: dict[str, Any] | None = None  # from `lu.tune`: the search table, the best row and its total seconds
 
 
 @dataclass

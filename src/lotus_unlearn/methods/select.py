@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset, Subset
 
-from lotus_unlearn.data.base import TensorData, labels_of
+from lotus_unlearn.data.base import TensorData, as_dataset, labels_of
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.metrics.predict import Predictions, predict
 from lotus_unlearn.metrics.rfgap import rf_gap_terms
@@ -47,43 +47,51 @@ def _sample(data: Dataset, rows: int, generator: torch.Generator) -> Dataset:
     return data.subset(pos) if isinstance(data, TensorData) else Subset(data, pos.tolist())
 
 
-class RFGapSelector:
-    """Scores `ctx.model` after each epoch and keeps a CPU copy of the best weights (see the module docstring)."""
+class RFGapScorer:
+    """RF-Gap of any model on fixed, seeded subsets of at most `rows` rows of D_f, D_r and D_val, against the
+    original's outputs on the same D_r and D_val rows (predicted once, here). Models run where their weights are
+    unless `device` is given."""
 
-    def __init__(self, ctx: Context) -> None:
-        t0 = time.perf_counter()
-        if ctx.val is None:
-            raise UserError("select=rf_gap scores every epoch on validation data; pass a validation set (val=...)")
-        rows = ctx.cfg.select_rows
-        gen = torch.Generator().manual_seed(ctx.cfg.seed + SEED_OFFSET)
-        self.forget = _sample(ctx.forget, rows, gen)
-        self.retain = _sample(ctx.retain, rows, gen)
-        self.val = _sample(ctx.val, rows, gen)
-        self.whole_forget = self.forget is ctx.forget
-        self.retain_classes = torch.unique(labels_of(ctx.retain))
-        self.original = {
-            "retain": self._predict(ctx, ctx.original, self.retain),
-            "val": self._predict(ctx, ctx.original, self.val),
-        }
-        self.scores: list[dict[str, Any]] = []
-        self.best_score = math.inf
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.scored_steps = 0
-        self.seconds = time.perf_counter() - t0
+    def __init__(
+        self,
+        original: nn.Module,
+        forget: Dataset,
+        retain: Dataset,
+        val: Dataset | None,
+        *,
+        rows: int = 512,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        batch_size: int | None = None,
+        amp: bool | None = None,
+    ) -> None:
+        if val is None:
+            raise UserError("RF-Gap scores models on validation data; pass a validation set (val=...)")
+        val = as_dataset(val, "validation set")
+        self.seed = seed
+        self.opts = {"device": device, "batch_size": batch_size, "amp": amp}
+        gen = torch.Generator().manual_seed(seed + SEED_OFFSET)
+        self.forget = _sample(forget, rows, gen)
+        self.retain = _sample(retain, rows, gen)
+        self.val = _sample(val, rows, gen)
+        self.whole_forget = self.forget is forget
+        self.retain_classes = torch.unique(labels_of(retain))
+        self.original = {"retain": self._predict(original, self.retain), "val": self._predict(original, self.val)}
 
-    @staticmethod
-    def _predict(ctx: Context, model: nn.Module, data: Dataset) -> Predictions:
-        cfg = ctx.cfg  # the models' memory layout was set up by make_context (channels_last=False keeps it)
-        return predict(model, data, batch_size=cfg.eval_batch_size, device=ctx.device, amp=cfg.amp, channels_last=False)
+    def _predict(self, model: nn.Module, data: Dataset) -> Predictions:
+        # the models' memory layout is left as set up (channels_last=False: no conversion)
+        return predict(model, data, channels_last=False, **self.opts)  # type: ignore[arg-type]
 
-    def score(self, ctx: Context, epoch: int) -> dict[str, Any]:
-        """RF-Gap of the current weights; logs it and keeps the weights if they are the best so far."""
-        t0 = time.perf_counter()
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"forget": len(self.forget), "retain": len(self.retain), "val": len(self.val)}  # type: ignore[arg-type]
+
+    def score(self, model: nn.Module) -> dict[str, float]:
+        """`rf_gap_terms` of `model` on the subsets: `rf_gap` and every term's value and target."""
         p = {
-            k: self._predict(ctx, ctx.model, d)
-            for k, d in (("forget", self.forget), ("retain", self.retain), ("val", self.val))
+            k: self._predict(model, d) for k, d in (("forget", self.forget), ("retain", self.retain), ("val", self.val))
         }
-        terms = rf_gap_terms(
+        return rf_gap_terms(
             forget_logits=p["forget"].logits,
             forget_labels=p["forget"].labels,
             retain_logits=p["retain"].logits,
@@ -93,14 +101,43 @@ class RFGapSelector:
             original_retain_logits=self.original["retain"].logits,
             original_unseen_logits=self.original["val"].logits,
             retain_classes=self.retain_classes,
-            seed=ctx.cfg.seed,
+            seed=self.seed,
         )
+
+
+class RFGapSelector:
+    """Scores `ctx.model` after each epoch and keeps a CPU copy of the best weights (see the module docstring)."""
+
+    def __init__(self, ctx: Context) -> None:
+        t0 = time.perf_counter()
+        cfg = ctx.cfg
+        self.scorer = RFGapScorer(
+            ctx.original,
+            ctx.forget,
+            ctx.retain,
+            ctx.val,
+            rows=cfg.select_rows,
+            seed=cfg.seed,
+            device=ctx.device,
+            batch_size=cfg.eval_batch_size,
+            amp=cfg.amp,
+        )
+        self.scores: list[dict[str, Any]] = []
+        self.best_score = math.inf
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.scored_steps = 0
+        self.seconds = time.perf_counter() - t0
+
+    def score(self, ctx: Context, epoch: int) -> dict[str, Any]:
+        """RF-Gap of the current weights; logs it and keeps the weights if they are the best so far."""
+        t0 = time.perf_counter()
+        terms = self.scorer.score(ctx.model)
         if terms["rf_gap"] < self.best_score:
-            self.best_score = terms["rf_gap"]
+            self.best_score, self.best_epoch = terms["rf_gap"], epoch
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in ctx.model.state_dict().items()}
-            self.best_epoch = epoch
         self.scored_steps = ctx.steps
-        if self.whole_forget:
+        if self.scorer.whole_forget:
             ctx.known_forget_accuracy = (ctx.steps, terms["acc_forget"])
         entry = {"epoch": epoch, **terms, "seconds": time.perf_counter() - t0}
         self.scores.append(entry)
@@ -116,8 +153,8 @@ class RFGapSelector:
             ctx.model.load_state_dict(self.best_state)
         return {
             "metric": "rf_gap",
-            "rows": {"forget": len(self.forget), "retain": len(self.retain), "val": len(self.val)},  # type: ignore[arg-type]
-            "selected_epoch": self.best_epoch if self.best_state is not None else None,
+            "rows": self.scorer.sizes,
+            "selected_epoch": self.best_epoch,
             "selected_score": self.best_score if self.best_state is not None else None,
             "scores": self.scores,
             "seconds": self.seconds,
