@@ -86,8 +86,8 @@ def test_an_epoch_cut_short_is_scored_too(digits, digits_split, digits_original)
     ("kwargs", "message"),
     [
         ({"method": "ssd", "select": "rf_gap"}, "runs no epochs"),
-        ({"method": "finetune", "select": "best"}, "select='best' is unknown"),
-        ({"method": "finetune", "select": "rf_gap", "select_rows": 1}, "select_rows must be at least 2"),
+        ({"method": "finetune", "select": "best"}, "unknown select 'best'; accepted: rf_gap"),
+        ({"method": "finetune", "select": "rf_gap", "select_rows": 1}, "select_rows must be >= 2"),
     ],
 )
 def test_bad_select_is_one_user_error(digits, digits_split, digits_original, kwargs, message):

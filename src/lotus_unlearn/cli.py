@@ -6,13 +6,14 @@ import json
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from lotus_unlearn.errors import UnlearningFailed, UserError
+from lotus_unlearn.errors import LotusWarning, UnlearningFailed, UserError
 from lotus_unlearn.utils import tune_cpu_allocator
 
 if TYPE_CHECKING:
@@ -194,6 +195,8 @@ def train(
     from lotus_unlearn import distributed
     from lotus_unlearn.checkpoint import load_pretrained, load_state_dict, save_checkpoint
     from lotus_unlearn.data import load_dataset
+    from lotus_unlearn.history import DeletionHistory, TrainSubset
+    from lotus_unlearn.ids import dataset_listing
     from lotus_unlearn.pipeline import model_for, training_record
     from lotus_unlearn.train import train_model
 
@@ -203,7 +206,9 @@ def train(
     bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **data_args)
     data, role, split = bundle.train, "original", None
     if forget or forget_class or forget_fraction is not None:
-        split = _request(forget, forget_class, forget_fraction, split_mode).resolve(bundle, seed)
+        request = _request(forget, forget_class, forget_fraction, split_mode)
+        request.listing = dataset_listing(dataset, train_size, seed)
+        split = request.resolve(bundle, seed)
         data, role = split.apply(bundle.train)[1], "gold"
     net = model_for(bundle, model, seed, **parse_pairs(model_arg, "--model-arg"))
     if weights is not None:
@@ -232,8 +237,13 @@ def train(
         **({"weights": str(weights)} if weights is not None else {}),
         **({"world_size": distributed.world_size()} if distributed.active() else {}),
     )
+    train_ids = bundle.train.ids.tolist()
+    record = {
+        "history": DeletionHistory.of_retraining(train_ids, data.ids.tolist()),
+        "train_subset": TrainSubset.of(bundle.name, train_ids, train_size, seed),
+    }
     if distributed.is_main():  # in a torchrun job every rank holds the same model; rank 0 writes it
-        save_checkpoint(result.model, out, meta)
+        save_checkpoint(result.model, out, meta, **record)
     console.print(f"trained {role} {model} on {len(data)} samples in {result.seconds:.1f} s -> {out}")
 
 
@@ -248,8 +258,8 @@ def _load(
     model_arg: list[str] | None = None,
     what: str = "checkpoint",
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a checkpoint for `bundle`: rebuilt from its sidecar, or as `--model` when given (or when there is no
-    sidecar); then check that it was made for this dataset and fits its inputs and classes."""
+    """Load a checkpoint for `bundle`: rebuilt from its sidecar (registry models only: model code a file names is
+    refused), or as `--model` when given (or when there is no sidecar); then check that it was made for this dataset and fits its inputs and classes."""
     from lotus_unlearn.checkpoint import load_checkpoint, load_weights, read_meta
     from lotus_unlearn.checkpoint import load_state_dict as read_state
     from lotus_unlearn.pipeline import model_for
@@ -262,7 +272,10 @@ def _load(
         raise UserError(
             f"{what} {checkpoint} was trained on {meta['dataset']}, not {bundle.name}; pass --dataset {meta['dataset']}"
         )
-    if model is not None or not meta.get("model"):
+    if model is not None and model == (meta.get("model") or {}).get("name"):
+        # the person named the sidecar's model (needed for code, `package.module:factory`): its arguments apply
+        net = load_checkpoint(checkpoint, name=model, **parse_pairs(model_arg, "--model-arg"))[0]
+    elif model is not None or not meta.get("model"):
         if model is None:
             raise UserError(
                 f"{what} {checkpoint} has no .json sidecar naming its architecture; pass --model NAME "
@@ -302,18 +315,6 @@ def _check_fits(net: nn.Module, bundle: DatasetBundle, label: str) -> None:
         )
 
 
-def _previously_forgotten(meta: dict[str, Any]) -> list[int]:
-    """Sample ids forgotten by earlier requests on this checkpoint (recorded in its sidecar by `unlearn`)."""
-    ids = meta.get("forgotten_ids") or []
-    try:
-        return sorted({int(i) for i in ids})
-    except (TypeError, ValueError):
-        raise UserError(
-            "the checkpoint sidecar's forgotten_ids is not a list of sample ids; restore the sidecar "
-            "written by `lotus-unlearn unlearn`"
-        ) from None
-
-
 def _experiment(
     checkpoint: Path,
     dataset: str,
@@ -323,20 +324,31 @@ def _experiment(
     train_size: int | None,
     data_arg: list[str] | None,
     seed: int,
-) -> tuple[Any, int | None, dict[str, Any]]:
-    """Check the inputs, then load the dataset as the checkpoint was trained (its train_size and data options
-    unless given) and split it by `request` (a ForgetRequest or a saved Split). Returns (experiment, train_size,
-    data_args)."""
-    from lotus_unlearn.checkpoint import read_meta
-    from lotus_unlearn.pipeline import prepare
+) -> tuple[Any, dict[str, Any], Any, Any]:
+    """Check the inputs, then load the dataset as the checkpoint was trained (the training subset it records,
+    whatever `seed`; its data options unless given) and split it by `request` (a ForgetRequest or a saved Split).
+    Returns (experiment, data_args, the checkpoint's record, the training subset loaded)."""
+    from lotus_unlearn.checkpoint import read_meta, read_record
+    from lotus_unlearn.history import TrainSubset
+    from lotus_unlearn.ids import listing_command, subset_of, verify_subset
+    from lotus_unlearn.pipeline import ForgetRequest, prepare
 
     _check_data_root(data_root)
     if not checkpoint.is_file():
         raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
-    size = train_size if train_size is not None else read_meta(checkpoint).get("train_size")
+    record = read_record(checkpoint)
+    size, subset_seed = subset_of(checkpoint, record, read_meta(checkpoint), train_size)
     data_args = _data_args(data_arg, checkpoint)
-    exp = prepare(dataset, request, seed=seed, data_root=data_root, train_size=size, data_args=data_args)
-    return exp, size, data_args
+    if isinstance(request, ForgetRequest):
+        request.listing = listing_command(checkpoint)
+    exp = prepare(
+        dataset, request, seed=seed, data_root=data_root, train_size=size, data_args=data_args, subset_seed=subset_seed
+    )
+    verify_subset(exp.bundle, record, checkpoint)
+    loaded = TrainSubset.of(
+        exp.bundle.name, exp.bundle.train.ids.tolist(), size, seed if subset_seed is None else subset_seed
+    )
+    return exp, data_args, record, record.train_subset or loaded
 
 
 @app.command("unlearn")
@@ -404,6 +416,7 @@ def unlearn_cmd(
     from lotus_unlearn import distributed
     from lotus_unlearn.checkpoint import save_checkpoint
     from lotus_unlearn.data import save_split
+    from lotus_unlearn.history import report_record
     from lotus_unlearn.methods import get_method
     from lotus_unlearn.metrics import evaluate
     from lotus_unlearn.pipeline import Experiment
@@ -421,7 +434,7 @@ def unlearn_cmd(
     if tune:
         check_tuning(4 if tune_budget is None else tune_budget)
     _check_output(out)
-    exp, size, data_args = _experiment(
+    exp, data_args, record, subset = _experiment(
         checkpoint,
         dataset,
         _request(forget, forget_class, forget_fraction, split_mode),
@@ -432,7 +445,7 @@ def unlearn_cmd(
     )
     original, meta = _load(checkpoint, exp.bundle, model, model_arg)
     gold_model = _load(gold, exp.bundle, model, model_arg, "gold model")[0] if gold else None
-    earlier = _previously_forgotten(meta)
+    earlier = list(record.history.forgotten_ids)
     if earlier:  # sequential request: never train on, or measure retain accuracy on, data deleted before
         import numpy as np
 
@@ -450,12 +463,12 @@ def unlearn_cmd(
     hp.setdefault("device", device)
     if tune:
         result = tune_search(original, exp.forget, exp.retain, exp.bundle.val, method, tune_budget or 4, **hp)
-        record = result.tuning or {}
+        search = result.tuning or {}
         trained = meta.get("seconds")
-        record["original_train_seconds"] = trained
-        kept = record["table"][record["best"]]
+        search["original_train_seconds"] = trained
+        kept = search["table"][search["best"]]
         console.print(
-            f"tuned: {len(record['table'])} runs in {record['seconds']:.1f} s (the original's training: "
+            f"tuned: {len(search['table'])} runs in {search['seconds']:.1f} s (the original's training: "
             f"{f'{trained:.1f} s' if isinstance(trained, (int, float)) else 'not recorded'}); kept {kept['settings']}",
             highlight=False,
         )
@@ -467,11 +480,12 @@ def unlearn_cmd(
     eval_seconds = time.perf_counter() - t_eval
 
     input_sha = state_dict_hash(original)
+    history = record.history.add(exp.split.forget_ids, input_sha)
     lineage = {**lineage_of(checkpoint, meta, input_sha), "previously_forgotten": len(earlier)}
     report = build_report(
         request={
             "dataset": dataset,
-            "train_size": size,
+            "train_size": subset.train_size,
             **({"data_args": data_args} if data_args else {}),
             "seed": seed,
             "checkpoint": str(checkpoint),
@@ -484,11 +498,11 @@ def unlearn_cmd(
         metrics=metrics,
         lineage=lineage,
         timings={"evaluate_seconds": eval_seconds, "total_seconds": time.perf_counter() - started},
+        extra=report_record(history, subset, record.source),
     )
     if not distributed.is_main():  # in a torchrun job every rank holds the same results; rank 0 writes them
         return
-    history = [*lineage["history"], history_entry(report, out / "report.json")]
-    forgotten = sorted(set(earlier) | set(exp.split.forget_ids))
+    entries = [*lineage["history"], history_entry(report, out / "report.json")]
     save_checkpoint(
         result.model,
         out / "model.safetensors",
@@ -496,14 +510,15 @@ def unlearn_cmd(
             "role": "unlearned",
             "method": method,
             "dataset": dataset,
-            "train_size": size,
+            "train_size": subset.train_size,
             **({"data_args": data_args} if data_args else {}),
             "forget_ids_sha256": exp.split.sha256,
             "parent_weights_sha256": input_sha,
             "report": "report.json",
-            "deletion_history": history,
-            "forgotten_ids": forgotten,
+            "deletion_history": entries,
         },
+        history=history,
+        train_subset=subset,
     )
     save_split(exp.split, out / "split.json")
     write_report(report, out)
@@ -565,7 +580,7 @@ def evaluate_cmd(
     from lotus_unlearn.metrics import evaluate
 
     request = load_split(split) if split is not None else _request(forget, forget_class, forget_fraction, split_mode)
-    exp, _, _ = _experiment(
+    exp, _, _, _ = _experiment(
         checkpoint, dataset, request, data_root=data_root, train_size=train_size, data_arg=data_arg, seed=seed
     )
     model, _ = _load(checkpoint, exp.bundle, model_name, model_arg)
@@ -577,6 +592,65 @@ def evaluate_cmd(
             sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
     else:
         _print_metrics(metrics, "model")
+
+
+@app.command("ids")
+def ids_cmd(
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="List the ids this checkpoint was trained on.")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Without --checkpoint: the dataset whose ids to list.")
+    ] = None,
+    train_size: Annotated[
+        int | None, typer.Option("--train-size", help="Without --checkpoint: the subset size, as given to `train`.")
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", help="Seed of --sample; without --checkpoint also of the subset, as given to `train`."),
+    ] = 0,
+    subset_seed: Annotated[
+        int | None, typer.Option("--subset-seed", help="Without --checkpoint: the subset's seed, if not --seed.")
+    ] = None,
+    classes: Annotated[
+        list[str] | None, typer.Option("--class", help="Only samples of this class (name or index); repeatable.")
+    ] = None,
+    sample: Annotated[int | None, typer.Option("--sample", help="Draw this many of the ids at random.")] = None,
+    include_forgotten: Annotated[
+        bool, typer.Option("--include-forgotten", help="Also list ids the checkpoint's history says were forgotten.")
+    ] = False,
+    data_root: DataRoot = None,
+    data_arg: DataArgs = None,
+) -> None:
+    """Print training-sample ids, one per line: those behind a checkpoint, less the ones it already forgot.
+
+    An id is a stable position in the dataset's training file (for an image folder: in the sorted list of its
+    training files). The output feeds `unlearn --forget`.
+
+    Examples:
+      lotus-unlearn ids --checkpoint models/original.safetensors --class sandal --sample 100 --seed 1 > ids.txt
+      lotus-unlearn unlearn --checkpoint models/original.safetensors --forget ids.txt --out runs/req-1
+      lotus-unlearn ids --dataset fashion-mnist --train-size 10000 --seed 0
+    """
+    from lotus_unlearn.ids import training_ids
+
+    _check_data_root(data_root)
+    if seed < 0 or (subset_seed is not None and subset_seed < 0):
+        raise UserError("--seed and --subset-seed must be >= 0; pass a non-negative seed")
+    ids = training_ids(
+        checkpoint,
+        dataset=dataset,
+        train_size=train_size,
+        seed=seed,
+        subset_seed=subset_seed,
+        data_root=data_root,
+        data_args=parse_pairs(data_arg, "--data-arg") if data_arg else None,
+        classes=classes or [],
+        sample=sample,
+        include_forgotten=include_forgotten,
+    )
+    if ids:
+        sys.stdout.write("\n".join(map(str, ids)) + "\n")
 
 
 @app.command()
@@ -731,6 +805,25 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     tune_cpu_allocator()  # process-wide, so the application's call: fewer page faults in CPU training (docs/performance.md)
+    with warnings.catch_warnings():  # restores the warning filters and printer on return
+        warnings.simplefilter("always", LotusWarning)
+        warnings.showwarning = _one_line_warnings(warnings.showwarning)
+        return _main(args, debug)
+
+
+def _one_line_warnings(show: Any) -> Any:
+    """A `warnings.showwarning` that prints our warnings as one `warning:` line on stderr and the others by `show`."""
+
+    def printer(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, LotusWarning):
+            err.print(f"warning: {message}", highlight=False, markup=False, soft_wrap=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return printer
+
+
+def _main(args: list[str], debug: bool) -> int:
     try:
         _join_torchrun_job()
         rv = app(args=args, prog_name="lotus-unlearn", standalone_mode=False)

@@ -87,6 +87,8 @@ def run_bench(
     """Run the grid (or one `cell`) into `results`; returns counts of cells run, skipped and failed."""
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if cfg.code_models:  # the console repeats what the config trusts
+        echo(f"trust_code: true: this config imports and runs model code {', '.join(cfg.code_models)}")
     if cfg.data_root is not None and not Path(cfg.data_root).is_dir():
         raise UserError(
             f"data_root {cfg.data_root} does not exist; download the dataset there or fix data_root in the config"

@@ -36,9 +36,7 @@ class DatasetBundle:
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        """(C, H, W) of one input; `train` is a TensorData or a dataset with an `image_shape` (ImageFiles)."""
-        if isinstance(self.train, TensorData):
-            return tuple(int(d) for d in self.train.images.shape[1:])
+        """(C, H, W) of one model input (TensorData and ImageFiles both say, after any resize)."""
         return tuple(int(d) for d in self.train.image_shape)
 
     @property
@@ -68,18 +66,20 @@ class DatasetBundle:
 
 
 def register_dataset(name: str) -> Callable:
+    """Decorator: add a loader to `DATASETS` under `name`; a name registered twice raises (as methods and models)."""
+
     def wrap(fn: Callable[..., DatasetBundle]) -> Callable[..., DatasetBundle]:
+        if name in DATASETS:
+            raise ValueError(f"dataset {name!r} is registered twice")
         DATASETS[name] = fn
         return fn
 
     return wrap
 
 
-def load_dataset(
-    name: str, *, root: str | Path | None = None, seed: int = 0, train_size: int | None = None, **options: Any
-) -> DatasetBundle:
-    """Load a registered dataset; `train_size` keeps a seeded stratified subset of the training set; `options`
-    go to the dataset's loader (e.g. `size=224` for `imagefolder`)."""
+def check_dataset(name: str, options: dict[str, Any] | None = None) -> str:
+    """The registry key of dataset `name`; an unknown name, or an option its loader does not take, is one line.
+    Reads no data (for validating a whole config first)."""
     key = name.lower().replace("_", "-")
     if key not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
@@ -92,11 +92,26 @@ def load_dataset(
                 f"dataset {name} has no option(s) {', '.join(unknown)}; "
                 + (f"it accepts {', '.join(accepted)}" if accepted else "it takes no --data-arg")
             )
+    return key
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    seed: int = 0,
+    train_size: int | None = None,
+    subset_seed: int | None = None,
+    **options: Any,
+) -> DatasetBundle:
+    """Load a registered dataset; `train_size` keeps a stratified subset of the training set, drawn with
+    `subset_seed` (default `seed`); `options` go to the dataset's loader (e.g. `size=224` for `imagefolder`)."""
+    key = check_dataset(name, options)
     bundle = DATASETS[key](root=root, seed=seed, **options)
     if train_size is not None and train_size < len(bundle.train):
         if train_size <= 0:
             raise UserError(f"train_size must be positive, got {train_size}")
-        keep = stratified_subset(bundle.train.labels, train_size, seed)
+        keep = stratified_subset(bundle.train.labels, train_size, seed if subset_seed is None else subset_seed)
         bundle.train = bundle.train.subset(torch.as_tensor(np.sort(keep)))
     return bundle
 

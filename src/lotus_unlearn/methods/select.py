@@ -31,14 +31,6 @@ SELECT_CHOICES = ("rf_gap",)
 SEED_OFFSET = 7919  # the subsets' own random stream, apart from the method's data order
 
 
-def check_select(value: str | None, rows: int) -> None:
-    """`select` is None or one of SELECT_CHOICES; `select_rows` is positive."""
-    if value is not None and value not in SELECT_CHOICES:
-        raise UserError(f"select={value!r} is unknown; pass select=rf_gap or leave it out")
-    if rows < 2:
-        raise UserError(f"select_rows must be at least 2, got {rows}")
-
-
 def _sample(data: Dataset, rows: int, generator: torch.Generator) -> Dataset:
     """`data` itself when it has at most `rows` samples, else a seeded random subset of `rows` of them."""
     if len(data) <= rows:  # type: ignore[arg-type]
@@ -67,6 +59,8 @@ class RFGapScorer:
     ) -> None:
         if val is None:
             raise UserError("RF-Gap scores models on validation data; pass a validation set (val=...)")
+        if rows < 2:
+            raise UserError(f"RF-Gap needs at least 2 rows of each split to score, got select_rows={rows}")
         val = as_dataset(val, "validation set")
         self.seed = seed
         self.opts = {"device": device, "batch_size": batch_size, "amp": amp}
