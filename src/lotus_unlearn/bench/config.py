@@ -299,6 +299,8 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
     data_root = raw.get("data_root")
     _need(data_root is None or isinstance(data_root, str), f"`data_root` must be a folder, got {_short(data_root)}")
 
+    trust_code = raw.get("trust_code", False)
+    _need(isinstance(trust_code, bool), f"`trust_code` must be true or false, got {trust_code!r}")
     train_fields = set(TrainConfig.__dataclass_fields__)
     models = []
     for m in _as_list(raw["models"], "`models`", (str, dict)):
@@ -308,6 +310,10 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
             not bad, f"unknown key(s) {', '.join(bad)} in a `models` entry; accepted: {', '.join(sorted(MODEL_KEYS))}"
         )
         _need(isinstance(m.get("model"), str), "every `models` entry needs `model` (a model name)")
+        if not trust_code:  # model code runs only when the config says, in its own words, that it trusts it
+            check_trusted(
+                m["model"], "the bench config", "if you wrote or checked it and trust that code, add `trust_code: true`"
+            )
         model_kwargs = _as_dict(m.get("model_kwargs"), "`model_kwargs`")
         check_arguments(m["model"], model_kwargs)
         train = _as_dict(m.get("train"), "`train`")
@@ -356,14 +362,6 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
                 hp,
             )
         )
-
-    trust_code = raw.get("trust_code", False)
-    _need(isinstance(trust_code, bool), f"`trust_code` must be true or false, got {trust_code!r}")
-    if not trust_code:  # model code runs only when the config says, in its own words, that it trusts it
-        for m in models:
-            check_trusted(
-                m.model, "the bench config", "if you wrote or checked it and trust that code, add `trust_code: true`"
-            )
 
     methods = {str(k): _as_dict(v, f"methods.{k}") for k, v in _as_dict(raw["methods"], "`methods`").items()}
     _need(bool(methods), "`methods` must name at least one method")

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from lotus_unlearn.data.base import as_dataset
 from lotus_unlearn.errors import UserError
+from lotus_unlearn.inputs import check_module, first_inputs, input_error
 from lotus_unlearn.metrics.checks import check_logits
 from lotus_unlearn.metrics.classification import accuracy, per_class_accuracy
 from lotus_unlearn.metrics.divergence import (
@@ -183,6 +184,13 @@ def evaluate(
     if unknown:
         raise UserError(f"unknown split names {', '.join(unknown)}; use forget, retain, test and val")
     data = {k: as_dataset(splits[k], f"{k} split") for k in SPLITS if k in splits}
+    for k, d in data.items():
+        first_inputs(d, f"{k} split")
+    for what, m in {"model": model, "original": original, "gold": gold, "random_model": random_model}.items():
+        if m is not None or what == "model":
+            check_module(m, what)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise UserError(f"n_boot must be a positive number of bootstrap draws, got {n_boot!r}")
     data_keys = {k: data_fingerprint(d) for k, d in data.items()}
     cache = cache if cache is not None else PredictionCache()
 
@@ -192,7 +200,12 @@ def evaluate(
         """`m`'s predictions on the named splits: one forward pass each, hashing `m` once."""
         key = model_fingerprint(m)
         opts = {"batch_size": batch_size, "device": device, "amp": amp}
-        out = {k: cache.get(m, data[k], model_key=key, data_key=data_keys[k], **opts) for k in names}
+        try:
+            out = {k: cache.get(m, data[k], model_key=key, data_key=data_keys[k], **opts) for k in names}
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # e.g. inputs of a shape it cannot take
+            if isinstance(exc, UserError):
+                raise
+            raise input_error(exc, name, "the splits' inputs") from exc
         _check_consistent(name, out, reference)
         return out
 
