@@ -7,9 +7,16 @@ the code would create a marker file, which must not exist afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -530,3 +537,101 @@ def test_hostile_input_is_one_line_and_changes_nothing(env: Env, api: Api, case:
     assert snapshot(env.root) == before, "the case wrote or changed a file"
     assert all(torch.equal(v, api.model.state_dict()[k]) for k, v in weights.items())
     assert not env.marker.exists()
+
+
+# --- faults: Ctrl-C and a killed benchmark parent ------------------------------------------------------------------
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    """`python -m lotus_unlearn ARGS` in a subprocess (the package found as in this test session)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "lotus_unlearn", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**env, "LOTUS_PROGRESS": "0", **kwargs.pop("env", {})}, **kwargs,
+    )  # fmt: skip
+
+
+SRC = str(Path(lu.__file__).resolve().parents[1])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("delay", [0.3, 6.0], ids=["while importing", "while training"])
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path, delay: float) -> None:
+    out = tmp_path / "out" / "m.safetensors"
+    proc = _cli("train", "--dataset", "digits", "--epochs", "100000", "--device", "cpu", "--out", str(out))
+    time.sleep(delay)
+    assert proc.poll() is None, "the command ended before the interrupt"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip() == "interrupted; nothing was written", err
+    assert not out.parent.exists()
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is `pid` (Linux /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped by init, is not)."""
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+def _bench_with_workers(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
+    """`bench run --jobs 2` on a long grid, once both workers are running a group; returns it and its workers."""
+    config = {
+        "datasets": ["digits"], "models": [{"model": "cnn", "model_kwargs": {"width": 4, "hidden": 8},
+                                            "train": {"epochs": 100000, "augment": False}}],
+        "forget": [0.1], "methods": {"finetune": {"epochs": 1}}, "seeds": [0, 1], "device": "cpu",
+    }  # fmt: skip
+    path = tmp_path / "long.yaml"
+    path.write_text(json.dumps(config))
+    proc = _cli("bench", "run", str(path), "--jobs", "2", "--results", str(tmp_path / "r.sqlite"),
+                env={"LOTUS_CACHE_DIR": str(tmp_path / "cache")}, start_new_session=True)  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while sum(x.startswith("group ") for x in lines) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, ("".join(lines), proc.stderr.read())
+        time.sleep(0.1)
+    workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert len(workers) == 2
+    return proc, workers
+
+
+def _gone_within(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(_alive(p) for p in pids)
+
+
+@pytest.mark.slow  # 10-30 s: two spawned workers import torch and start training first
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux")
+def test_killed_bench_parent_takes_its_workers_along(tmp_path: Path) -> None:
+    proc, workers = _bench_with_workers(tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert _gone_within(workers, 2.0)
+
+
+@pytest.mark.slow  # as above
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux")
+def test_ctrl_c_stops_every_bench_worker(tmp_path: Path) -> None:
+    proc, workers = _bench_with_workers(tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: to the whole process group
+    assert _gone_within(workers, 2.0)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == [
+        f"interrupted; finished cells are kept in {tmp_path / 'r.sqlite'}; rerun the same command to resume"
+    ], err
