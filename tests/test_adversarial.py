@@ -635,3 +635,21 @@ def test_ctrl_c_stops_every_bench_worker(tmp_path: Path) -> None:
     assert err.strip().splitlines() == [
         f"interrupted; finished cells are kept in {tmp_path / 'r.sqlite'}; rerun the same command to resume"
     ], err
+
+
+# --- one duplicate policy for the three registries ------------------------------------------------------------------
+
+
+def test_a_name_registered_twice_raises_in_every_registry() -> None:
+    from lotus_unlearn.data.registry import DATASETS, register_dataset
+    from lotus_unlearn.methods import METHODS, register
+    from lotus_unlearn.models import MODELS, register_model
+
+    before = (dict(MODELS), dict(DATASETS), dict(METHODS))
+    with pytest.raises(ValueError, match="model 'cnn' is registered twice"):
+        register_model("cnn")(lambda **kw: None)
+    with pytest.raises(ValueError, match="dataset 'digits' is registered twice"):
+        register_dataset("digits")(lambda **kw: None)
+    with pytest.raises(ValueError, match="method 'lotus' is registered twice"):
+        register(type("Again", (), {"name": "lotus"}))
+    assert before == (MODELS, DATASETS, METHODS)  # the first registration stands

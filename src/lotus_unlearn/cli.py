@@ -560,6 +560,7 @@ def methods() -> None:
     import dataclasses
 
     from lotus_unlearn.methods import METHODS
+    from lotus_unlearn.methods.base import Interval, OneOf, constraints_of
 
     for name, cls in sorted(METHODS.items()):
         defaults = {f.name: f.default for f in dataclasses.fields(cls.Config) if f.name not in ("device",)}
@@ -568,6 +569,8 @@ def methods() -> None:
         if cls.notes:
             console.print(f"  LoTUS paper's setting: {cls.notes}")
         console.print("  defaults: " + ", ".join(f"{k}={v}" for k, v in defaults.items()), highlight=False)
+        ranges = {k: rule for k, rule in constraints_of(cls.Config).items() if isinstance(rule, (Interval, OneOf))}
+        console.print("  ranges: " + ", ".join(f"{k} {rule}" for k, rule in ranges.items()), highlight=False)
 
 
 @app.command()

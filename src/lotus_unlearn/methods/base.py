@@ -71,6 +71,9 @@ class OneOf:
     def check(self, name: str, value: Any) -> str | None:
         return None if value in self.values else f"unknown {name} {value!r}; accepted: {', '.join(self.values)}"
 
+    def __str__(self) -> str:
+        return "in {" + ", ".join(self.values) + "}"
+
 
 class DeviceName:
     """A device `resolve_device` accepts on this machine (auto, cpu, cuda, cuda:N, mps)."""
