@@ -146,7 +146,8 @@ def test_no_loader_imports_code_a_sidecar_names(env: Env, loader: str, capsys) -
 
 
 def test_bench_config_imports_code_only_with_trust_code(env: Env, capsys) -> None:
-    kwargs = {k: v for k, v in hub_spec(env)["kwargs"].items() if k not in ("num_classes", "in_channels", "image_size")}
+    data_args = {"num_classes", "in_channels", "image_size"}  # a bench config leaves these to the dataset
+    kwargs = {k: v for k, v in hub_spec(env)["kwargs"].items() if k not in data_args}
     model = {"model": "torch.hub:load", "model_kwargs": kwargs}
     config = {"datasets": ["digits"], "models": [model], "forget": [0.1], "methods": {"finetune": {}}, "seeds": [0]}
     path = env.write("hub.yaml", json.dumps(config))  # JSON is YAML
@@ -395,15 +396,15 @@ CASES = [
     Case("train --batch-size 0", lambda e: train(e, "--batch-size", "0"), r"batch_size must be >= 1"),
     Case("train --lr -1", lambda e: train(e, "--lr", "-1"), r"lr must be >= 0"),
     Case("train --schedule step", lambda e: train(e, "--schedule", "step"), r"unknown schedule 'step'"),
-    Case("--train-size 0", lambda e: unlearn(e, "--train-size", "0"), r"train_size must be positive"),
+    Case("--train-size 0", lambda e: train(e, "--train-size", "0"), r"train_size must be positive"),
     Case("--data-arg bogus", lambda e: unlearn(e, "--data-arg", "bogus=1"), r"dataset digits has no option\(s\) bogus"),
     Case("--forget-fraction 0", lambda e: unlearn(e, forget=("--forget-fraction", "0")), r"must be in \(0, 1\)"),
     Case("truncated .gz", _truncated_gz, r"cannot be read .*truncated or corrupt"),
     # command line: checkpoint sidecars are data, checked before use
     Case("sidecar is a list", lambda e: unlearn(e, ckpt=e.checkpoint("list", lambda m: [m])), r"not a JSON object"),
     Case("sidecar train_size 'lots'", sidecar(_set("train_size", "lots")), r"train_size must be a positive integer"),
-    Case("sidecar forgotten_ids '123'", sidecar(_set("forgotten_ids", "123")), r"forgotten_ids must be a list"),
-    Case("sidecar forgotten_ids negative", sidecar(_set("forgotten_ids", [-1])), r"forgotten_ids must be a list"),
+    Case("sidecar train_size negative", sidecar(_set("train_size", -5)), r"train_size must be a positive integer"),
+    Case("sidecar model name a number", sidecar(_set("name", 5, "model")), r"model must be a mapping"),
     Case("sidecar model a string", sidecar(_set("model", "cnn")), r"model must be a mapping"),
     Case("sidecar model kwargs a list", sidecar(_set("kwargs", [1], "model")), r"model must be a mapping"),
     Case("sidecar dataset a number", sidecar(_set("dataset", 5)), r"dataset must be a dataset name"),
@@ -411,7 +412,7 @@ CASES = [
     Case("sidecar hidden 2000000", sidecar(lambda m: m["model"]["kwargs"].update(hidden=2_000_000)), r"expects \(2000000, "),
     Case("sidecar names code", sidecar(_set("name", "os:system", "model")), r"names model code 'os:system'"),
     Case("sidecar not UTF-8", lambda e: unlearn(e, ckpt=_sidecar_bytes(e, "bin", b"\xff\xfe\x00garbage")), r"not valid JSON"),
-    Case("sidecar too large", _big_sidecar, r"larger than 0 MiB|larger than"),
+    Case("sidecar too large", _big_sidecar, r"is over 0 MiB"),
     # command line: split files and results
     Case("split kind bogus", lambda e: ["evaluate", "--checkpoint", str(e.ckpt), "--dataset", "digits", "--split",
          str(e.write("s1.json", json.dumps({"forget_ids": [1], "kind": "bogus"})))], r"kind 'bogus'"),

@@ -9,10 +9,12 @@ from rich.console import Console
 
 from lotus_unlearn.checkpoint import save_checkpoint
 from lotus_unlearn.data import save_split
+from lotus_unlearn.history import DeletionHistory, TrainSubset, report_record
 from lotus_unlearn.methods import unlearn
 from lotus_unlearn.metrics import evaluate, reference_avg_gap
 from lotus_unlearn.pipeline import ForgetRequest, prepare, train_cached
 from lotus_unlearn.report import build_report, rich_table, write_report
+from lotus_unlearn.utils import state_dict_hash
 
 # A small CNN on a 10k-sample subset, trained without augmentation long enough to memorise its training set
 # (train - test accuracy >= 5 points), so that there is something to forget.
@@ -82,6 +84,8 @@ def run_demo(
     )
 
     out = Path(out)
+    history = DeletionHistory().add(exp.split.forget_ids, state_dict_hash(original))
+    subset = TrainSubset.of(exp.bundle.name, exp.bundle.train.ids.tolist(), cfg["train_size"], seed)
     save_checkpoint(
         result.model,
         out / "model.safetensors",
@@ -92,6 +96,8 @@ def run_demo(
             "train_size": cfg["train_size"],
             "forget_ids_sha256": exp.split.sha256,
         },
+        history=history,
+        train_subset=subset,
     )
     save_split(exp.split, out / "split.json")
     report = build_report(
@@ -103,6 +109,7 @@ def run_demo(
         extra={
             "training": {"original": _strip_log(o_meta), "gold": _strip_log(g_meta)},
             "original_avg_gap": original_gap,
+            **report_record(history, subset, "none"),
         },
     )
     write_report(report, out)
