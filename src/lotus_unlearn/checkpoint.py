@@ -85,8 +85,11 @@ def _is_int(value: Any) -> bool:
 # checked where it is parsed (history.record_from)
 SIDECAR_FIELDS: dict[str, tuple[Any, str]] = {
     "model": (
-        lambda v: isinstance(v, dict) and isinstance(v.get("name"), str) and isinstance(v.get("kwargs", {}), dict),
-        'a mapping {"name": ..., "kwargs": {...}}',
+        lambda v: (
+            v is None  # a model saved without a registry spec
+            or (isinstance(v, dict) and isinstance(v.get("name"), str) and isinstance(v.get("kwargs", {}), dict))
+        ),
+        'a mapping {"name": ..., "kwargs": {...}} or null',
     ),
     "dataset": (lambda v: isinstance(v, str), "a dataset name"),
     "train_size": (lambda v: v is None or (_is_int(v) and v > 0), "a positive integer or null"),
