@@ -486,7 +486,7 @@ CASES = [
     Case("api evaluate n_boot -1", call(lambda a: lu.evaluate(a.model, splits(a), n_boot=-1)), r"n_boot must be a positive"),
     Case("api evaluate model None", call(lambda a: lu.evaluate(None, splits(a))), r"model must be a torch.nn.Module"),
     Case("api evaluate original a string", call(lambda a: lu.evaluate(a.model, splits(a), original="m.pt")), r"original must be a torch.nn.Module"),
-    Case("api evaluate input shape", call(lambda a: lu.evaluate(a.rgb, splits(a))), r"model cannot take the splits' inputs"),
+    Case("api evaluate input shape", call(lambda a: lu.evaluate(a.rgb, splits(a))), r"the model cannot take the forget split's inputs"),
     Case("api evaluate 5 outputs", call(lambda a: lu.evaluate(a.five, splits(a))), r"must be in 0..4, got values in 0..9"),
     Case("api evaluate a list split", call(lambda a: lu.evaluate(a.model, splits(a, test=[1, 2]))), r"test split must be a Dataset \(or DataLoader\) of \(x, y\) pairs"),
     Case("api load_checkpoint hostile", lambda e: partial(lu.load_checkpoint, e.checkpoint("h2", lambda m: m["model"]["kwargs"].update(hidden=10**7))), r"does not fit the model"),

@@ -80,6 +80,16 @@ DataArgs = Annotated[
 ]
 
 
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Write into an --out that already holds a run; the earlier run is kept (never deleted) as an earlier "
+        "generation in the hidden folder .OUT.generations beside it.",
+    ),
+]
+
+
 @app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
     STATE["debug"] = debug
@@ -127,16 +137,18 @@ def demo(
     device: Device = "auto",
     data_root: DataRoot = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Retrain the original and gold models.")] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Embedded default end to end: train, forget 10%, LoTUS, evaluate, report.
 
     Example: lotus-unlearn demo --out runs/demo
     """
     from lotus_unlearn.demo import run_demo
+    from lotus_unlearn.outputs import check_output
 
     _check_data_root(data_root)
-    _check_output(out)
-    run_demo(out, device=device, data_root=data_root, use_cache=not no_cache, console=console)
+    check_output(out, overwrite)
+    run_demo(out, device=device, data_root=data_root, use_cache=not no_cache, console=console, overwrite=overwrite)
 
 
 @app.command()
@@ -203,7 +215,7 @@ def train(
     from lotus_unlearn.train import train_model
 
     _check_data_root(data_root)
-    _check_output(out, is_file=True)
+    _check_output_file(out)
     data_args = parse_pairs(data_arg, "--data-arg")
     bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **data_args)
     data, role, split = bundle.train, "original", None
@@ -264,10 +276,12 @@ def _load(
     refused), or as `--model` when given (or when there is no sidecar); then check that it was made for this dataset and fits its inputs and classes."""
     from lotus_unlearn.checkpoint import load_checkpoint, load_weights, read_meta
     from lotus_unlearn.checkpoint import load_state_dict as read_state
+    from lotus_unlearn.outputs import verify_checkpoint_folder
     from lotus_unlearn.pipeline import model_for
 
     if not checkpoint.is_file():
         raise UserError(f"{what} {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
+    verify_checkpoint_folder(checkpoint)
     state = read_state(checkpoint)
     meta = read_meta(checkpoint)
     if meta.get("dataset") and not _same_name(str(meta["dataset"]), bundle.name):
@@ -333,11 +347,13 @@ def _experiment(
     from lotus_unlearn.checkpoint import read_meta, read_record
     from lotus_unlearn.history import TrainSubset
     from lotus_unlearn.ids import listing_command, subset_of, verify_subset
+    from lotus_unlearn.outputs import verify_checkpoint_folder
     from lotus_unlearn.pipeline import ForgetRequest, prepare
 
     _check_data_root(data_root)
     if not checkpoint.is_file():
         raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
+    verify_checkpoint_folder(checkpoint)
     record = read_record(checkpoint)
     size, subset_seed = subset_of(checkpoint, record, read_meta(checkpoint), train_size)
     data_args = _data_args(data_arg, checkpoint)
@@ -388,6 +404,7 @@ def unlearn_cmd(
     seed: Seed = 0,
     device: Device = "auto",
     compile: Compile = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Make a checkpoint forget data; write the unlearned checkpoint and its audit report.
 
@@ -409,6 +426,7 @@ def unlearn_cmd(
     from lotus_unlearn.history import report_record
     from lotus_unlearn.methods import get_method
     from lotus_unlearn.metrics import evaluate
+    from lotus_unlearn.outputs import check_output, new_generation
     from lotus_unlearn.pipeline import Experiment
     from lotus_unlearn.report import build_report, history_entry, lineage_of, write_report
     from lotus_unlearn.utils import state_dict_hash
@@ -417,7 +435,7 @@ def unlearn_cmd(
     cls = get_method(method)
     hp = {**parse_pairs(hparam, "--hparam"), **({"compile": True} if compile else {})}
     cls(**hp)  # validate names and types before any data is loaded
-    _check_output(out)
+    check_output(out, overwrite)
     exp, data_args, record, subset = _experiment(
         checkpoint,
         dataset,
@@ -474,35 +492,37 @@ def unlearn_cmd(
     )
     if not distributed.is_main():  # in a torchrun job every rank holds the same results; rank 0 writes them
         return
-    entries = [*lineage["history"], history_entry(report, out / "report.json")]
-    save_checkpoint(
-        result.model,
-        out / "model.safetensors",
-        {
-            "role": "unlearned",
-            "method": method,
-            "dataset": dataset,
-            "train_size": subset.train_size,
-            **({"data_args": data_args} if data_args else {}),
-            "forget_ids_sha256": exp.split.sha256,
-            "parent_weights_sha256": input_sha,
-            "report": "report.json",
-            "deletion_history": entries,
-        },
-        history=history,
-        train_subset=subset,
-    )
-    save_split(exp.split, out / "split.json")
-    write_report(report, out)
+    with new_generation(out, overwrite) as gen:  # all files appear together, or none
+        folder = gen.path
+        entries = [*lineage["history"], history_entry(report, gen.final / "report.json")]
+        save_checkpoint(
+            result.model,
+            folder / "model.safetensors",
+            {
+                "role": "unlearned",
+                "method": method,
+                "dataset": dataset,
+                "train_size": subset.train_size,
+                **({"data_args": data_args} if data_args else {}),
+                "forget_ids_sha256": exp.split.sha256,
+                "parent_weights_sha256": input_sha,
+                "report": "report.json",
+                "deletion_history": entries,
+            },
+            history=history,
+            train_subset=subset,
+        )
+        save_split(exp.split, folder / "split.json")
+        write_report(report, folder)
     _print_metrics(metrics, method)
     v = report["verdict"]
     console.print(f"verdict: {v['status']}. {v['headline']}", highlight=False)
     console.print(f"wrote {out}/model.safetensors, split.json, report.json, report.md, report.html")
 
 
-def _check_output(out: Path, is_file: bool = False) -> None:
-    """The output folder (or the folder of an output file) must be creatable: no part of its path may be a file."""
-    for parent in [*([] if is_file else [out]), *out.parents]:
+def _check_output_file(out: Path) -> None:
+    """The folder of an output file must be creatable: no part of its path may be a file."""
+    for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise UserError(f"output path {out} cannot be created: {parent} is a file; choose another --out")
@@ -550,7 +570,10 @@ def evaluate_cmd(
     from lotus_unlearn.data import load_split
     from lotus_unlearn.distributed import is_main
     from lotus_unlearn.metrics import evaluate
+    from lotus_unlearn.outputs import verify_checkpoint_folder
 
+    if split is not None:
+        verify_checkpoint_folder(split)  # a split.json inside an output folder is read only if the folder is whole
     request = load_split(split) if split is not None else _request(forget, forget_class, forget_fraction, split_mode)
     exp, _, _, _ = _experiment(
         checkpoint, dataset, request, data_root=data_root, train_size=train_size, data_arg=data_arg, seed=seed
@@ -650,11 +673,17 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Output folder of `lotus
 
     Example: lotus-unlearn report runs/demo
     """
+    from lotus_unlearn.outputs import new_generation, verify_output
     from lotus_unlearn.report import load_report, write_report
 
-    report_dict = load_report(run_dir)
     folder = run_dir.parent if run_dir.name == "report.json" else run_dir
-    write_report(report_dict, folder)
+    verify_output(folder)
+    report_dict = load_report(folder)
+    if folder.is_symlink():  # an output folder of generations: the re-rendered report is a new generation
+        with new_generation(folder, overwrite=True, base=folder) as gen:
+            write_report(report_dict, gen.path)
+    else:
+        write_report(report_dict, folder)
     console.print(f"re-rendered {folder}/report.md and report.html from report.json")
 
 
@@ -816,6 +845,9 @@ def _interrupted() -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: bad input is one line on stderr and exit code 2, a failed run one line and exit code 1, Ctrl-C
     one line and exit code 130; --debug adds the traceback. Returns the exit code."""
+    from lotus_unlearn import _interrupt
+
+    _interrupt.release()  # Ctrl-C is a KeyboardInterrupt again: caught below, with what the command kept
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     STATE["kept"] = None

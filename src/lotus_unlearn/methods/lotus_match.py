@@ -119,7 +119,7 @@ class LotusMatchConfig(Config):
     constraints: ClassVar[dict[str, Constraint]] = {
         "retain_fraction": FRACTION,
         "retain_target": OneOf(("gumbel", "argmax")),
-        "match": OneOf(MATCHES),
+        "match": OneOf(("confidence", "output")),
     }
 
 
