@@ -6,7 +6,14 @@ report = lu.evaluate(result.model, {"forget": forget, "retain": retain, "test": 
                      original=model)
 """
 
-from lotus_unlearn import data, methods, metrics, models
+# first: in the command line, Ctrl-C while the rest imports is one line and exit 130 (docs/reliability.md)
+from lotus_unlearn import (
+    _interrupt,  # noqa: F401  (installs that guard when imported)
+    data,
+    methods,
+    metrics,
+    models,
+)
 from lotus_unlearn._version import __version__
 from lotus_unlearn.checkpoint import load_checkpoint, save_checkpoint
 from lotus_unlearn.errors import UnlearningFailed, UserError

@@ -30,7 +30,7 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
-STATE = {"debug": False}
+STATE: dict[str, Any] = {"debug": False, "kept": None}  # kept: what an interrupted command leaves behind
 
 ForgetIds = Annotated[str | None, typer.Option("--forget", help="File with one training sample id per line.")]
 ForgetClass = Annotated[
@@ -42,7 +42,9 @@ Dataset = Annotated[
     str, typer.Option("--dataset", help="Dataset name: fashion-mnist, digits, cifar10, cifar100, imagefolder.")
 ]
 DataRoot = Annotated[str | None, typer.Option("--data-root", help="Folder holding the dataset's files.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed for the split, data order and noise.")]
+Seed = Annotated[
+    int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed for the split, data order and noise (0 to 2^32 - 1).")
+]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N.")]
 Compile = Annotated[
     bool,
@@ -682,6 +684,7 @@ def methods() -> None:
     import dataclasses
 
     from lotus_unlearn.methods import METHODS
+    from lotus_unlearn.methods.base import Interval, OneOf, constraints_of
 
     for name, cls in sorted(METHODS.items()):
         defaults = {f.name: f.default for f in dataclasses.fields(cls.Config) if f.name not in ("device",)}
@@ -690,6 +693,8 @@ def methods() -> None:
         if cls.notes:
             console.print(f"  LoTUS paper's setting: {cls.notes}")
         console.print("  defaults: " + ", ".join(f"{k}={v}" for k, v in defaults.items()), highlight=False)
+        ranges = {k: rule for k, rule in constraints_of(cls.Config).items() if isinstance(rule, (Interval, OneOf))}
+        console.print("  ranges: " + ", ".join(f"{k} {rule}" for k, rule in ranges.items()), highlight=False)
 
 
 @app.command()
@@ -761,6 +766,7 @@ def bench_run(
     """
     from lotus_unlearn.bench import list_cells as cells_of
     from lotus_unlearn.bench import load_config, run_bench
+    from lotus_unlearn.bench.runner import default_results
 
     cfg = load_config(config)
     if smoke:
@@ -774,6 +780,7 @@ def bench_run(
         if c["failed"]:
             raise typer.Exit(1)
         return
+    STATE["kept"] = f"finished cells are kept in {results or default_results(cfg)}; rerun the same command to resume"
     if list_cells:
         for line in cells_of(cfg, str(config), results):
             print(line)
@@ -820,7 +827,7 @@ def bench_report(
     """
     from lotus_unlearn.bench import build_report, load_rows
 
-    rows = load_rows(results)
+    rows = load_rows(results, note=console.print)
     first = results[0]
     folder = out if out is not None else (first if first.is_dir() else first.parent) / "report"
     written = build_report(rows, folder, sources=[str(p) for p in results], units=units)
@@ -859,11 +866,21 @@ def _leave_torchrun_job() -> None:
     distributed.shutdown()
 
 
+def _interrupted() -> int:
+    """Ctrl-C: one line saying what was kept, exit code 130 (128 + SIGINT, as shells report it)."""
+    err.print(f"interrupted; {STATE['kept'] or 'nothing was written'}", highlight=False, markup=False, soft_wrap=True)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: bad input is one line on stderr and exit code 2, a failed run one line and exit code 1;
-    --debug adds the traceback. Returns the exit code."""
+    """Entry point: bad input is one line on stderr and exit code 2, a failed run one line and exit code 1, Ctrl-C
+    one line and exit code 130; --debug adds the traceback. Returns the exit code."""
+    from lotus_unlearn import _interrupt
+
+    _interrupt.release()  # Ctrl-C is a KeyboardInterrupt again: caught below, with what the command kept
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    STATE["kept"] = None
     tune_cpu_allocator()  # process-wide, so the application's call: fewer page faults in CPU training (docs/performance.md)
     with warnings.catch_warnings():  # restores the warning filters and printer on return
         warnings.simplefilter("always", LotusWarning)
@@ -905,8 +922,7 @@ def _main(args: list[str], debug: bool) -> int:
         _one_line("failed", exc, debug)
         return 1
     except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
+        return _interrupted()
     except Exception as exc:  # a bug or an environment failure: still one line; the traceback with --debug
         _one_line(
             f"failed ({type(exc).__name__})",
@@ -915,6 +931,8 @@ def _main(args: list[str], debug: bool) -> int:
             hint="" if debug else " (rerun with --debug for the traceback)",
         )
         return 1
+    if rv == 130:  # typer turns Ctrl-C inside a command into a silent exit code 130
+        return _interrupted()
     return rv if isinstance(rv, int) else 0
 
 

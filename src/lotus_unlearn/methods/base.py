@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from lotus_unlearn import distributed
 from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches, concat
 from lotus_unlearn.errors import UnlearningFailed, UserError
+from lotus_unlearn.inputs import check_unlearn_inputs
 from lotus_unlearn.methods.select import SELECT_CHOICES, RFGapSelector
 from lotus_unlearn.progress import track
 from lotus_unlearn.utils import autocast, eval_batch_size, resolve_device, seed_everything, speed_setup
@@ -71,6 +72,9 @@ class OneOf:
 
     def check(self, name: str, value: Any) -> str | None:
         return None if value in self.values else f"unknown {name} {value!r}; accepted: {', '.join(self.values)}"
+
+    def __str__(self) -> str:
+        return "in {" + ", ".join(self.values) + "}"
 
 
 class DeviceName:
@@ -310,6 +314,7 @@ class Method:
         """Return an unlearned copy of `model`; `model` itself is never modified."""
         if distributed.active() and not self.data_parallel:
             raise UserError(f"method {self.name} does not run under torchrun; run it in one process")
+        check_unlearn_inputs(model, forget, retain, val)
         start = time.perf_counter()
         ctx = make_context(model, forget, retain, val, self.cfg)
         if getattr(self.cfg, "select", None) is not None:
