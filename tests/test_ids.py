@@ -104,6 +104,7 @@ def test_out_of_range_ids_name_the_valid_ids_and_the_command(ckpt: Path, tmp_pat
         (["--sample", "0"], "--sample 0"),
         (["--train-size", "200"], "not --train-size 200"),
         (["--seed", "-1"], "must be >= 0"),
+        (["--dataset", "fashion-mnist"], "was trained on digits, not fashion-mnist"),
     ],
 )
 def test_ids_bad_input_is_one_line(ckpt: Path, capsys, args: list[str], fragment: str) -> None:

@@ -31,6 +31,7 @@ from lotus_unlearn.history import (
 )
 from lotus_unlearn.models import create_model
 from lotus_unlearn.models.registry import check_trusted
+from lotus_unlearn.outputs import verify_checkpoint_folder
 from lotus_unlearn.utils import WEIGHTS_HASH_FORMAT, atomic_path, provenance, state_dict_hash, write_json_atomic
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -85,8 +86,11 @@ def _is_int(value: Any) -> bool:
 # checked where it is parsed (history.record_from)
 SIDECAR_FIELDS: dict[str, tuple[Any, str]] = {
     "model": (
-        lambda v: isinstance(v, dict) and isinstance(v.get("name"), str) and isinstance(v.get("kwargs", {}), dict),
-        'a mapping {"name": ..., "kwargs": {...}}',
+        lambda v: (
+            v is None
+            or (isinstance(v, dict) and isinstance(v.get("name"), str) and isinstance(v.get("kwargs", {}), dict))
+        ),
+        'a mapping {"name": ..., "kwargs": {...}} or null (a model built in Python)',
     ),
     "dataset": (lambda v: isinstance(v, str), "a dataset name"),
     "train_size": (lambda v: v is None or (_is_int(v) and v > 0), "a positive integer or null"),
@@ -145,7 +149,9 @@ def header_metadata(path: str | Path) -> dict[str, str]:
 def read_record(path: str | Path) -> CheckpointRecord:
     """The checkpoint's deletion history and training subset: from the weights file when it carries them, else
     from a legacy sidecar, else empty (`source` "none"). A sidecar that disagrees with the weights file is
-    reported by a `HistoryWarning`; the weights file wins."""
+    reported by a `HistoryWarning`; the weights file wins. A checkpoint inside an output folder with a manifest
+    is read only if the whole folder matches it."""
+    verify_checkpoint_folder(path)
     return record_from(header_metadata(path), read_meta(path), path)
 
 
@@ -232,7 +238,9 @@ def load_checkpoint(
     The sidecar may only name registry models (and timm/torchvision names): a `package.module:factory` it names is
     refused, never imported; pass `name=` yourself to build that factory. The architecture is first built on the
     meta device and checked against the weights' shapes, so hostile arguments (e.g. a huge layer) allocate nothing.
+    A checkpoint inside an output folder with a manifest loads only if the whole folder matches it.
     """
+    verify_checkpoint_folder(path)
     state = load_state_dict(path)
     meta = read_meta(path)
     source = f"checkpoint {Path(path).name}"

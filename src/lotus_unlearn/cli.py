@@ -78,6 +78,16 @@ DataArgs = Annotated[
 ]
 
 
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Write into an --out that already holds a run; the earlier run is kept (never deleted) as an earlier "
+        "generation in the hidden folder .OUT.generations beside it.",
+    ),
+]
+
+
 @app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
     STATE["debug"] = debug
@@ -125,16 +135,18 @@ def demo(
     device: Device = "auto",
     data_root: DataRoot = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Retrain the original and gold models.")] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Embedded default end to end: train, forget 10%, LoTUS, evaluate, report.
 
     Example: lotus-unlearn demo --out runs/demo
     """
     from lotus_unlearn.demo import run_demo
+    from lotus_unlearn.outputs import check_output
 
     _check_data_root(data_root)
-    _check_output(out)
-    run_demo(out, device=device, data_root=data_root, use_cache=not no_cache, console=console)
+    check_output(out, overwrite)
+    run_demo(out, device=device, data_root=data_root, use_cache=not no_cache, console=console, overwrite=overwrite)
 
 
 @app.command()
@@ -201,7 +213,7 @@ def train(
     from lotus_unlearn.train import train_model
 
     _check_data_root(data_root)
-    _check_output(out, is_file=True)
+    _check_output_file(out)
     data_args = parse_pairs(data_arg, "--data-arg")
     bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **data_args)
     data, role, split = bundle.train, "original", None
@@ -262,10 +274,12 @@ def _load(
     refused), or as `--model` when given (or when there is no sidecar); then check that it was made for this dataset and fits its inputs and classes."""
     from lotus_unlearn.checkpoint import load_checkpoint, load_weights, read_meta
     from lotus_unlearn.checkpoint import load_state_dict as read_state
+    from lotus_unlearn.outputs import verify_checkpoint_folder
     from lotus_unlearn.pipeline import model_for
 
     if not checkpoint.is_file():
         raise UserError(f"{what} {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
+    verify_checkpoint_folder(checkpoint)
     state = read_state(checkpoint)
     meta = read_meta(checkpoint)
     if meta.get("dataset") and not _same_name(str(meta["dataset"]), bundle.name):
@@ -331,11 +345,13 @@ def _experiment(
     from lotus_unlearn.checkpoint import read_meta, read_record
     from lotus_unlearn.history import TrainSubset
     from lotus_unlearn.ids import listing_command, subset_of, verify_subset
+    from lotus_unlearn.outputs import verify_checkpoint_folder
     from lotus_unlearn.pipeline import ForgetRequest, prepare
 
     _check_data_root(data_root)
     if not checkpoint.is_file():
         raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
+    verify_checkpoint_folder(checkpoint)
     record = read_record(checkpoint)
     size, subset_seed = subset_of(checkpoint, record, read_meta(checkpoint), train_size)
     data_args = _data_args(data_arg, checkpoint)
@@ -386,6 +402,7 @@ def unlearn_cmd(
     seed: Seed = 0,
     device: Device = "auto",
     compile: Compile = False,
+    overwrite: Overwrite = False,
     tune: Annotated[
         bool,
         typer.Option(
@@ -419,6 +436,7 @@ def unlearn_cmd(
     from lotus_unlearn.history import report_record
     from lotus_unlearn.methods import get_method
     from lotus_unlearn.metrics import evaluate
+    from lotus_unlearn.outputs import check_output, new_generation
     from lotus_unlearn.pipeline import Experiment
     from lotus_unlearn.report import build_report, history_entry, lineage_of, write_report
     from lotus_unlearn.tune import check_tuning
@@ -433,7 +451,7 @@ def unlearn_cmd(
         raise UserError("--tune-budget sets the size of a --tune search; add --tune")
     if tune:
         check_tuning(4 if tune_budget is None else tune_budget)
-    _check_output(out)
+    check_output(out, overwrite)
     exp, data_args, record, subset = _experiment(
         checkpoint,
         dataset,
@@ -502,35 +520,37 @@ def unlearn_cmd(
     )
     if not distributed.is_main():  # in a torchrun job every rank holds the same results; rank 0 writes them
         return
-    entries = [*lineage["history"], history_entry(report, out / "report.json")]
-    save_checkpoint(
-        result.model,
-        out / "model.safetensors",
-        {
-            "role": "unlearned",
-            "method": method,
-            "dataset": dataset,
-            "train_size": subset.train_size,
-            **({"data_args": data_args} if data_args else {}),
-            "forget_ids_sha256": exp.split.sha256,
-            "parent_weights_sha256": input_sha,
-            "report": "report.json",
-            "deletion_history": entries,
-        },
-        history=history,
-        train_subset=subset,
-    )
-    save_split(exp.split, out / "split.json")
-    write_report(report, out)
+    with new_generation(out, overwrite) as gen:  # all files appear together, or none
+        folder = gen.path
+        entries = [*lineage["history"], history_entry(report, gen.final / "report.json")]
+        save_checkpoint(
+            result.model,
+            folder / "model.safetensors",
+            {
+                "role": "unlearned",
+                "method": method,
+                "dataset": dataset,
+                "train_size": subset.train_size,
+                **({"data_args": data_args} if data_args else {}),
+                "forget_ids_sha256": exp.split.sha256,
+                "parent_weights_sha256": input_sha,
+                "report": "report.json",
+                "deletion_history": entries,
+            },
+            history=history,
+            train_subset=subset,
+        )
+        save_split(exp.split, folder / "split.json")
+        write_report(report, folder)
     _print_metrics(metrics, method)
     v = report["verdict"]
     console.print(f"verdict: {v['status']}. {v['headline']}", highlight=False)
     console.print(f"wrote {out}/model.safetensors, split.json, report.json, report.md, report.html")
 
 
-def _check_output(out: Path, is_file: bool = False) -> None:
-    """The output folder (or the folder of an output file) must be creatable: no part of its path may be a file."""
-    for parent in [*([] if is_file else [out]), *out.parents]:
+def _check_output_file(out: Path) -> None:
+    """The folder of an output file must be creatable: no part of its path may be a file."""
+    for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise UserError(f"output path {out} cannot be created: {parent} is a file; choose another --out")
@@ -578,7 +598,10 @@ def evaluate_cmd(
     from lotus_unlearn.data import load_split
     from lotus_unlearn.distributed import is_main
     from lotus_unlearn.metrics import evaluate
+    from lotus_unlearn.outputs import verify_checkpoint_folder
 
+    if split is not None:
+        verify_checkpoint_folder(split)  # a split.json inside an output folder is read only if the folder is whole
     request = load_split(split) if split is not None else _request(forget, forget_class, forget_fraction, split_mode)
     exp, _, _, _ = _experiment(
         checkpoint, dataset, request, data_root=data_root, train_size=train_size, data_arg=data_arg, seed=seed
@@ -675,11 +698,17 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Output folder of `lotus
 
     Example: lotus-unlearn report runs/demo
     """
+    from lotus_unlearn.outputs import new_generation, verify_output
     from lotus_unlearn.report import load_report, write_report
 
-    report_dict = load_report(run_dir)
     folder = run_dir.parent if run_dir.name == "report.json" else run_dir
-    write_report(report_dict, folder)
+    verify_output(folder)
+    report_dict = load_report(folder)
+    if folder.is_symlink():  # an output folder of generations: the re-rendered report is a new generation
+        with new_generation(folder, overwrite=True, base=folder) as gen:
+            write_report(report_dict, gen.path)
+    else:
+        write_report(report_dict, folder)
     console.print(f"re-rendered {folder}/report.md and report.html from report.json")
 
 
@@ -713,6 +742,14 @@ def bench_run(
     mlflow_uri: Annotated[
         str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI (implies --mlflow).")
     ] = None,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            "--smoke",
+            help="The same config end to end at toy size (generated data in its format, minimum widths, one epoch, "
+            "first seed) in runs/smoke/NAME (or --results FOLDER), with its report in the paper's units.",
+        ),
+    ] = False,
 ) -> None:
     """Run a benchmark grid into a results store; resumes where a killed run stopped.
 
@@ -720,11 +757,23 @@ def bench_run(
       lotus-unlearn bench run configs/fashion_mnist.yaml --jobs 2
       lotus-unlearn bench run configs/quick.yaml --list-cells --results cells/
       lotus-unlearn bench run configs/quick.yaml --cell ID --results cells/cell-ID.json
+      lotus-unlearn bench run configs/paper/cifar10_resnet18.yaml --smoke
     """
     from lotus_unlearn.bench import list_cells as cells_of
     from lotus_unlearn.bench import load_config, run_bench
 
     cfg = load_config(config)
+    if smoke:
+        from lotus_unlearn.bench.smoke import run_smoke
+
+        if list_cells or cell is not None or mlflow or mlflow_uri is not None:
+            raise UserError("--smoke runs the whole config at toy size; drop --list-cells, --cell and --mlflow")
+        done = run_smoke(cfg, results, jobs=jobs, echo=console.print)
+        c = done["counts"]
+        console.print(f"smoke: {c['ran']} cell(s) run ({c['failed']} failed); report in {done['folder']}/report")
+        if c["failed"]:
+            raise typer.Exit(1)
+        return
     if list_cells:
         for line in cells_of(cfg, str(config), results):
             print(line)
@@ -753,17 +802,28 @@ def bench_report(
     out: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default: `report` beside the first results).")
     ] = None,
+    units: Annotated[
+        str,
+        typer.Option(
+            "--units",
+            help="textbook (JSD, RF-JSD as defined, time in s) or paper (the paper's units: JSD and RF-JSD in the "
+            "reference code's forms x1e4, time in min).",
+        ),
+    ] = "textbook",
 ) -> None:
-    """Tables (Markdown, CSV, LaTeX), the RF-JSD/JSD correlation, the alpha sweep and PNG plots from results.
+    """Tables (Markdown, CSV, LaTeX), the RF-JSD/JSD correlation, the alpha sweep and PNG plots from results; where
+    the LoTUS paper published the benchmark, its values next to ours (paper_comparison.csv).
 
-    Example: lotus-unlearn bench report runs/bench/fashion_mnist/results.sqlite --out docs/results
+    Examples:
+      lotus-unlearn bench report runs/bench/fashion_mnist/results.sqlite --out docs/results
+      lotus-unlearn bench report runs/bench/cifar10_resnet18/results.sqlite --units paper
     """
     from lotus_unlearn.bench import build_report, load_rows
 
     rows = load_rows(results)
     first = results[0]
     folder = out if out is not None else (first if first.is_dir() else first.parent) / "report"
-    written = build_report(rows, folder, sources=[str(p) for p in results])
+    written = build_report(rows, folder, sources=[str(p) for p in results], units=units)
     print(written["markdown"])  # plain: rich would read the Markdown image links as markup
     console.print(f"wrote {', '.join(sorted(written['files'].values()))}")
 

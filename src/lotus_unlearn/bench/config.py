@@ -5,9 +5,12 @@ recipe), forget settings (`ForgetRequest` fields), methods ({name: hyper-paramet
 sweeps (extra method variants, e.g. LoTUS alpha in {2, 4, 8, 16}) and seeds. Nothing is filled in between the
 YAML and the code: what is not in the YAML is the library's own default.
 
+Retrain-free benchmarks (the paper's ImageNet-1k setting): `gold: none` skips the gold model and every metric that
+needs it; a model's `original:` names a weights file (a pretrained model, used as it is) instead of training one.
+
 A *cell* is one row of results: (dataset, model, forget setting, seed, method or variant). A *group* is a
 (dataset, model, forget setting, seed): its cells share one original model, one gold model and one prediction
-cache. Every group also has the two reference rows "original" and "retrain" (the gold model).
+cache. Every group also has the two reference rows "original" and "retrain" (the gold model; none with `gold: none`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import yaml
 from lotus_unlearn.data.registry import check_dataset
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.models.registry import check_arguments, check_trusted, names_code
-from lotus_unlearn.utils import config_hash, resolve_device
+from lotus_unlearn.utils import config_hash, resolve_device, sha256_file
 
 TOP_KEYS = {
     "name",
@@ -40,22 +43,26 @@ TOP_KEYS = {
     "eval",
     "selection",
     "trust_code",
+    "gold",
 }
-MODEL_KEYS = {"model", "model_kwargs", "train", "methods"}
-FORGET_KEYS = {"fraction", "classes", "mode", "hparams"}
+MODEL_KEYS = {"model", "model_kwargs", "train", "methods", "original"}
+GOLD_VALUES = ("train", "none")
+FORGET_KEYS = {"fraction", "classes", "first", "mode", "hparams"}
 REFERENCE_ROWS = ("original", "retrain")
 DEFAULT_SEEDS = (3407, 13, 12)
 
 
 @dataclass(frozen=True)
 class Forget:
-    """One forget setting: a `fraction` of each class (instance-wise) or whole `classes` (names or indices);
-    `hparams` holds per-method overrides for this setting (e.g. LoTUS a_ref 0 and alpha 32 class-wise)."""
+    """One forget setting: a `fraction` of each class (instance-wise), whole `classes` (names or indices), or the
+    `first` N training samples by id (MUFAC's rule: the first 1,062 rows); `hparams` holds per-method overrides for
+    this setting (e.g. LoTUS a_ref 0 and alpha 32 class-wise)."""
 
     fraction: float | None = None
     classes: tuple[str, ...] = ()
     mode: str = "random"
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
+    first: int | None = None
 
     @property
     def kind(self) -> str:
@@ -65,6 +72,8 @@ class Forget:
     def label(self) -> str:
         if self.classes:
             return "class-" + "+".join(self.classes)
+        if self.first is not None:
+            return f"first{self.first}"
         suffix = "" if self.mode == "random" else f"-{self.mode}"
         return f"{self.fraction:g}{suffix}"
 
@@ -75,6 +84,7 @@ class Model:
     model_kwargs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     train: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
+    original: str | None = None  # a weights file: the original model as given, not trained here
 
     @property
     def label(self) -> str:
@@ -104,6 +114,16 @@ class Group:
     forget: Forget
     seed: int
     variants: list[Variant]
+    gold: bool = True
+
+    @property
+    def references(self) -> list[Variant]:
+        """The reference rows: the original, and the gold model unless the benchmark is retrain-free."""
+        return [v for v in REFERENCE_VARIANTS if self.gold or v.method != "retrain"]
+
+    @property
+    def all_variants(self) -> list[Variant]:
+        return [*self.references, *self.variants]
 
     @property
     def benchmark(self) -> str:
@@ -114,7 +134,7 @@ class Group:
         return _safe(f"{self.dataset}.{self.model.label}.{self.forget.label}.s{self.seed}")
 
     def cell_ids(self) -> list[str]:
-        return [self.cell_id(v) for v in [*REFERENCE_VARIANTS, *self.variants]]
+        return [self.cell_id(v) for v in self.all_variants]
 
     def cell_id(self, v: Variant) -> str:
         return _safe(f"{self.id}.{v.label}")
@@ -143,6 +163,7 @@ class BenchConfig:
     eval: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)
     trust_code: bool = False
+    gold: bool = True
     raw: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
 
@@ -157,7 +178,7 @@ class BenchConfig:
             for model in self.models:
                 for forget in self.forget:
                     for seed in self.seeds:
-                        out.append(Group(dataset, model, forget, seed, self.variants(model, forget)))
+                        out.append(Group(dataset, model, forget, seed, self.variants(model, forget), self.gold))
         return out
 
     def variants(self, model: Model, forget: Forget) -> list[Variant]:
@@ -191,6 +212,7 @@ class BenchConfig:
                 "fraction": group.forget.fraction,
                 "classes": list(group.forget.classes),
                 "mode": group.forget.mode,
+                **({"first": group.forget.first} if group.forget.first is not None else {}),
             },
             "seed": group.seed,
             "method": v.method,
@@ -198,16 +220,38 @@ class BenchConfig:
             "hparams": v.hparams,
             "device": self.device,
             "eval": self.eval,
+            # only when set, so that the keys (and finished cells) of configs without them do not change
+            **({"gold": "none"} if not self.gold else {}),
+            **({"original": original_key(group.model.original)} if group.model.original else {}),
         }
 
     def find_cell(self, cell_id: str) -> tuple[Group, Variant]:
         for g in self.groups():
-            for v in [*REFERENCE_VARIANTS, *g.variants]:
+            for v in g.all_variants:
                 if g.cell_id(v) == cell_id:
                     return g, v
         raise UserError(
             f"cell {cell_id!r} is not in this config; list the cells with `lotus-unlearn bench run CONFIG --list-cells`"
         )
+
+
+def original_key(path: str) -> dict[str, Any]:
+    """What identifies an original weights file in a cell's key: its path and content hash (read once)."""
+    return {"path": path, "sha256": _file_hash(path)}
+
+
+_HASHES: dict[tuple[str, float, int], str | None] = {}
+
+
+def _file_hash(path: str) -> str | None:
+    p = Path(path)
+    if not p.is_file():
+        return None
+    st = p.stat()
+    key = (str(p.resolve()), st.st_mtime, st.st_size)
+    if key not in _HASHES:
+        _HASHES[key] = sha256_file(p)
+    return _HASHES[key]
 
 
 def _need(cond: bool, msg: str) -> None:
@@ -320,12 +364,19 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
         bad = sorted(set(train) - train_fields)
         _need(not bad, f"unknown training setting(s) {', '.join(bad)}; accepted: {', '.join(sorted(train_fields))}")
         build_config(TrainConfig, train, "train")  # ill-typed or out-of-range values (e.g. a schedule): one line
+        original = m.get("original")
+        _need(
+            original is None or (isinstance(original, str) and original.strip() != ""),
+            f"`original` of model {m['model']} must be the path of a weights file (.safetensors or .pt), "
+            f"got {original!r}",
+        )
         models.append(
             Model(
                 m["model"],
                 model_kwargs,
                 train,
                 {k: _as_dict(v, f"methods.{k}") for k, v in _as_dict(m.get("methods"), "`methods`").items()},
+                original,
             )
         )
 
@@ -336,10 +387,15 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
         _need(
             not bad, f"unknown key(s) {', '.join(bad)} in a `forget` entry; accepted: {', '.join(sorted(FORGET_KEYS))}"
         )
-        fraction, classes = f.get("fraction"), f.get("classes")
+        fraction, classes, first = f.get("fraction"), f.get("classes"), f.get("first")
         _need(
-            (fraction is None) != (classes is None),
-            "each `forget` entry needs exactly one of fraction (e.g. 0.1) or classes (names or indices)",
+            sum(x is not None for x in (fraction, classes, first)) == 1,
+            "each `forget` entry needs exactly one of fraction (e.g. 0.1), classes (names or indices) or first "
+            "(a number of samples)",
+        )
+        _need(
+            first is None or (isinstance(first, int) and not isinstance(first, bool) and first >= 1),
+            f"forget first must be a whole number of samples >= 1, got {first!r}",
         )
         if fraction is not None:
             _need(
@@ -360,6 +416,7 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
                 tuple(str(c) for c in classes or ()),
                 mode,
                 hp,
+                first,
             )
         )
 
@@ -394,6 +451,12 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
         f"`seeds` must be integers in [0, 2^32 - 1], got {_short(seeds)}",
     )
     _need(len(set(seeds)) == len(seeds), "`seeds` lists a seed twice")
+    gold = raw.get("gold", "train")
+    _need(
+        gold in GOLD_VALUES,
+        f"`gold` must be train (train a gold model on D_r, the default) or none (a retrain-free benchmark), "
+        f"got {gold!r}",
+    )
     train_size = raw.get("train_size")
     _need(
         train_size is None or (_is_int(train_size) and train_size > 0),
@@ -414,6 +477,7 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
         eval=_check_eval(raw.get("eval")),
         selection=_as_dict(raw.get("selection"), "`selection`"),
         trust_code=trust_code,
+        gold=gold == "train",
         raw=raw,
         path=path,
     )

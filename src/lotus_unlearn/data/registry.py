@@ -136,3 +136,14 @@ def split_val_test(data: TensorData, seed: int) -> tuple[TensorData, TensorData]
     mask = np.ones(len(data), dtype=bool)
     mask[val_pos] = False
     return data.subset(torch.as_tensor(val_pos)), data.subset(torch.as_tensor(np.flatnonzero(mask)))
+
+
+def split_small(full: TensorData, seed: int, train_fraction: float = 0.6) -> tuple[TensorData, TensorData, TensorData]:
+    """(train, val, test) of a small dataset that has no official test set: a stratified `train_fraction` cut
+    that is fixed (seed 0, so sample ids mean the same samples across experiment seeds), the rest split 50/50
+    into val / test with `seed`."""
+    train_pos = np.sort(stratified_subset(full.labels, int(train_fraction * len(full)), 0))
+    mask = np.ones(len(full), dtype=bool)
+    mask[train_pos] = False
+    val, test = split_val_test(full.subset(torch.as_tensor(np.flatnonzero(mask))), seed)
+    return full.subset(torch.as_tensor(train_pos)), val, test
