@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from lotus_unlearn import distributed
-from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches, concat
+from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches, concat, take
 from lotus_unlearn.errors import UnlearningFailed, UserError
 from lotus_unlearn.inputs import check_unlearn_inputs
 from lotus_unlearn.methods.select import SELECT_CHOICES, RFGapSelector
@@ -499,10 +499,7 @@ def subset_size(n: int, fraction: float) -> int:
 def random_subset(data: Dataset, fraction: float, generator: torch.Generator) -> Dataset:
     """A seeded random subset of `subset_size(len(data), fraction)` samples."""
     n = subset_size(len(data), fraction)
-    pos = torch.randperm(len(data), generator=generator)[:n].sort().values
-    if isinstance(data, TensorData):
-        return data.subset(pos)
-    return torch.utils.data.Subset(data, pos.tolist())
+    return take(data, torch.randperm(len(data), generator=generator)[:n].sort().values)
 
 
 def forget_and_retain_subset(ctx: Context, fraction: float) -> tuple[Dataset, int]:
