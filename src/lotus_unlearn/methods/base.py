@@ -22,6 +22,8 @@ from torch.utils.data import Dataset
 from lotus_unlearn import distributed
 from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches, concat
 from lotus_unlearn.errors import UnlearningFailed, UserError
+from lotus_unlearn.methods.select import SELECT_CHOICES, RFGapSelector
+from lotus_unlearn.progress import track
 from lotus_unlearn.utils import autocast, eval_batch_size, resolve_device, seed_everything, speed_setup
 
 METHODS: dict[str, type[Method]] = {}
@@ -117,6 +119,8 @@ class Config:
     eval_batch_size: int | None = None  # None: the device's fastest (utils.eval_batch_size: CPU 128, GPU 1024)
     channels_last: bool | None = None  # None: NHWC weights for conv models (faster on CPU and CUDA)
     compile: bool = False  # torch.compile the model (and the frozen original) in place
+    select: str | None = None  # "rf_gap": score RF-Gap on validation data after each epoch, return the best epoch
+    select_rows: int = 512  # rows of D_f, D_r and D_val that `select` scores (seeded subsets)
 
     constraints: ClassVar[dict[str, Constraint]] = {
         "epochs": NON_NEGATIVE,
@@ -128,6 +132,8 @@ class Config:
         "seed": Interval(0, 2**32 - 1),  # NumPy's seed range
         "device": DeviceName(),
         "eval_batch_size": POSITIVE,
+        "select": OneOf(SELECT_CHOICES),
+        "select_rows": Interval(2),
     }
 
 
@@ -141,6 +147,8 @@ class UnlearnResult:
     seconds: float
     epochs_run: int
     log: list[dict[str, Any]] = field(default_factory=list)
+    selection: dict[str, Any] | None = None  # with select: every epoch's score and the selected epoch
+    tuning: dict[str, Any] | None = None  # from `lu.tune`: the search table, the best row and its total seconds
 
 
 @dataclass
@@ -159,6 +167,22 @@ class Context:
     num_classes: int
     log: list[dict[str, Any]] = field(default_factory=list)
     param_mask: ParamMask | None = None  # when set, `step` updates only the masked-in weights (SalUn)
+    selector: RFGapSelector | None = None  # with select: scores the model after each epoch of `epochs`
+    steps: int = 0  # optimisation steps taken so far
+    known_forget_accuracy: tuple[int, float] | None = None  # (steps, accuracy) measured by the selector
+
+    def epochs(self, label: str) -> Iterator[int]:
+        """range(cfg.epochs) with a progress bar; with `select` set, the model is scored after each epoch that
+        the loop finishes (an epoch cut short is scored when the method returns)."""
+        for epoch in track(range(self.cfg.epochs), label):
+            yield epoch
+            if self.selector is not None:
+                self.selector.score(self, epoch)
+
+    def measured_forget_accuracy(self) -> float | None:
+        """The model's accuracy on the whole D_f if the selector has just measured these very weights, else None."""
+        known = self.known_forget_accuracy
+        return known[1] if known is not None and known[0] == self.steps else None
 
     @property
     def augment(self) -> Augment | None:
@@ -272,9 +296,12 @@ class Method:
     notes: ClassVar[str] = ""  # where the LoTUS paper's setting differs from the defaults
     # runs data-parallel under torchrun: every rank takes the same control-flow decisions (docs/scaling.md)
     data_parallel: ClassVar[bool] = True
+    runs_epochs: ClassVar[bool] = True  # False for one-shot methods: `select` has no epoch to choose from
 
     def __init__(self, **hparams: Any) -> None:
         self.cfg = build_config(self.Config, hparams, self.name)
+        if getattr(self.cfg, "select", None) is not None and not self.runs_epochs:
+            raise UserError(f"method {self.name} runs no epochs, so select has no epoch to choose; drop select")
 
     def run(self, ctx: Context) -> int:
         raise NotImplementedError
@@ -285,11 +312,14 @@ class Method:
             raise UserError(f"method {self.name} does not run under torchrun; run it in one process")
         start = time.perf_counter()
         ctx = make_context(model, forget, retain, val, self.cfg)
+        if getattr(self.cfg, "select", None) is not None:
+            ctx.selector = RFGapSelector(ctx)
         epochs = self.run(ctx)
+        selection = ctx.selector.finish(ctx) if ctx.selector is not None else None
         ctx.model.eval()
         ctx.model.to(memory_format=torch.contiguous_format)  # hand back plain NCHW weights
         seconds = time.perf_counter() - start
-        return UnlearnResult(ctx.model, self.name, dataclasses.asdict(self.cfg), seconds, epochs, ctx.log)
+        return UnlearnResult(ctx.model, self.name, dataclasses.asdict(self.cfg), seconds, epochs, ctx.log, selection)
 
 
 def make_context(model: nn.Module, forget: Any, retain: Any, val: Any, cfg: Config) -> Context:
@@ -399,6 +429,7 @@ def step(
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), clip)
     optimizer.step()
+    ctx.steps += 1
     if ctx.param_mask is not None:
         ctx.param_mask.restore(optimizer)
     distributed.sync_buffers(ctx.model)  # torchrun: rank 0's BatchNorm statistics, as DDP
