@@ -314,7 +314,7 @@ class Method:
         """Return an unlearned copy of `model`; `model` itself is never modified."""
         if distributed.active() and not self.data_parallel:
             raise UserError(f"method {self.name} does not run under torchrun; run it in one process")
-        check_unlearn_inputs(model, forget, retain, val)
+        check_unlearn_inputs(model, forget, retain, val, self.cfg.amp)
         start = time.perf_counter()
         ctx = make_context(model, forget, retain, val, self.cfg)
         if getattr(self.cfg, "select", None) is not None:
