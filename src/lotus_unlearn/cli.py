@@ -40,6 +40,14 @@ SplitMode = Annotated[str, typer.Option("--split-mode", help="random (seeded) or
 Dataset = Annotated[
     str, typer.Option("--dataset", help="Dataset name: fashion-mnist, digits, cifar10, cifar100, imagefolder.")
 ]
+RequestKind = Annotated[
+    str | None,
+    typer.Option(
+        "--kind",
+        help="Kind of request, for the method's per-kind defaults (LoTUS class-wise: a_ref=0, alpha=32): instance "
+        "or class (default: class when no retain sample has a forgotten class).",
+    ),
+]
 DataRoot = Annotated[str | None, typer.Option("--data-root", help="Folder holding the dataset's files.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for the split, data order and noise.")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N.")]
@@ -365,6 +373,7 @@ def unlearn_cmd(
     forget_class: ForgetClass = None,
     forget_fraction: ForgetFraction = None,
     split_mode: SplitMode = "random",
+    kind: RequestKind = None,
     gold: Annotated[Path | None, typer.Option(help="Retrained gold model, for JSD and Avg Gap.")] = None,
     model: ModelName = None,
     model_arg: ModelArgs = None,
@@ -395,13 +404,13 @@ def unlearn_cmd(
     from lotus_unlearn.methods import get_method
     from lotus_unlearn.metrics import evaluate
     from lotus_unlearn.pipeline import Experiment
-    from lotus_unlearn.report import build_report, history_entry, lineage_of, write_report
+    from lotus_unlearn.report import build_report, history_entry, hparams_text, lineage_of, write_report
     from lotus_unlearn.utils import state_dict_hash
 
     started = time.perf_counter()
     cls = get_method(method)
     hp = {**parse_pairs(hparam, "--hparam"), **({"compile": True} if compile else {})}
-    cls(**hp)  # validate names and types before any data is loaded
+    cls(kind=kind, **hp)  # validate names and types before any data is loaded
     _check_output(out)
     exp, size, data_args = _experiment(
         checkpoint,
@@ -425,12 +434,10 @@ def unlearn_cmd(
                 "are left out; forget fewer samples"
             )
         exp = Experiment(exp.bundle, exp.split, exp.forget, exp.retain.subset(np.flatnonzero(keep)))
-    if exp.split.kind == "class" and method == "lotus":
-        hp.setdefault("a_ref", 0.0)  # class-wise: the target is no knowledge of the class (spec §1.4)
-        hp.setdefault("alpha", 32.0)
     hp.setdefault("seed", seed)
     hp.setdefault("device", device)
-    result = cls(**hp).unlearn(original, exp.forget, exp.retain, exp.bundle.val)
+    result = cls(kind=kind, **hp).unlearn(original, exp.forget, exp.retain, exp.bundle.val)
+    console.print(f"{method}: {hparams_text(result)}", highlight=False)
     console.print(f"{method}: {result.epochs_run} epochs in {result.seconds:.1f} s; evaluating ...")
     t_eval = time.perf_counter()
     metrics = evaluate(result.model, exp.splits, original=original, gold=gold_model, device=device, seed=seed)
@@ -563,6 +570,9 @@ def methods() -> None:
         if cls.notes:
             console.print(f"  LoTUS paper's setting: {cls.notes}")
         console.print("  defaults: " + ", ".join(f"{k}={v}" for k, v in defaults.items()), highlight=False)
+        for kind, values in cls.kind_defaults.items():
+            text = ", ".join(f"{k}={v}" for k, v in values.items())
+            console.print(f"  {kind}-wise requests: {text} (unless given)", highlight=False)
 
 
 @app.command()

@@ -52,14 +52,19 @@ class Salun(Method):
         "hyper-parameters are the base method's (SalUn's own RL runs: SGD, batch 256, lr tuned around 1e-2..1e-1)"
     )
 
-    def __init__(self, **hparams: Any) -> None:
+    def build(self, hparams: dict[str, Any]) -> Any:
         base = str(hparams.get("base", "random_label"))
         if base not in BASES:
             raise UserError(f"salun base {base!r} is unknown; pass one of {', '.join(BASES)}")
         cfg_cls = SalunLotusConfig if base == "lotus" else SalunConfig
-        self.cfg = build_config(cfg_cls, hparams, f"{self.name} (base={base})")
-        if not 0.0 < self.cfg.mask_density <= 1.0:
-            raise UserError(f"mask_density must be in (0, 1], got {self.cfg.mask_density}")
+        cfg = build_config(cfg_cls, hparams, f"{self.name} (base={base})")
+        if not 0.0 < cfg.mask_density <= 1.0:
+            raise UserError(f"mask_density must be in (0, 1], got {cfg.mask_density}")
+        return cfg
+
+    def defaults_for(self, kind: str) -> dict[str, Any]:
+        """The base method's defaults for the kind of request (SalUn(LoTUS) class-wise: LoTUS's)."""
+        return dict(Lotus.kind_defaults.get(kind, {})) if self.explicit.get("base") == "lotus" else {}
 
     def run(self, ctx: Context) -> int:
         mask = saliency_mask(ctx, ctx.cfg.mask_density)

@@ -127,6 +127,8 @@ def build_report(
         "method": {
             "name": result.method,
             "hparams": result.hparams,
+            "kind": result.kind,
+            "kind_defaults": result.kind_defaults,
             "seconds": result.seconds,
             "epochs_run": result.epochs_run,
             "log": result.log,
@@ -140,6 +142,20 @@ def build_report(
         **(extra or {}),
     }
     return report
+
+
+def hparams_text(result: UnlearnResult | dict[str, Any]) -> str:
+    """The effective hyper-parameters on one line, those from the kind-of-request default marked, e.g.
+    `alpha=32.0 (class-wise default), a_ref=0.0 (class-wise default), epochs=10, ...`. Takes an UnlearnResult or a
+    report's "method" section."""
+    if isinstance(result, UnlearnResult):
+        hparams, from_kind, kind = result.hparams, result.kind_defaults, result.kind
+    else:
+        hparams, from_kind, kind = result.get("hparams") or {}, result.get("kind_defaults") or {}, result.get("kind")
+    first = [k for k in hparams if k in from_kind]
+    parts = [f"{k}={hparams[k]} ({kind}-wise default)" for k in first]
+    parts += [f"{k}={v}" for k, v in hparams.items() if k not in from_kind]
+    return ", ".join(parts)
 
 
 # --- sequential requests --------------------------------------------------------------------------------------------
@@ -315,6 +331,8 @@ def _context(report: dict[str, Any], plots: dict[str, Any] | None = None) -> dic
         "run": report.get("run") or {"device": meth["hparams"].get("device")},
         "timings": timings,
         "hparams": meth.get("hparams") or {},
+        "kind_defaults": meth.get("kind_defaults") or {},
+        "hparams_line": hparams_text(meth),
         "log": meth.get("log") or [],
         "log_keys": sorted({k for row in meth.get("log") or [] for k in row}, key=_log_order),
         "versions": report.get("versions") or {},
