@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,9 +15,7 @@ from lotus_unlearn.errors import UnlearningFailed, UserError
 from lotus_unlearn.utils import tune_cpu_allocator
 
 if TYPE_CHECKING:
-    import torch.nn as nn
-
-    from lotus_unlearn.data import DatasetBundle
+    pass
 
 app = typer.Typer(
     add_completion=False,
@@ -46,6 +43,21 @@ RequestKind = Annotated[
         "--kind",
         help="Kind of request, for the method's per-kind defaults (LoTUS class-wise: a_ref=0, alpha=32): instance "
         "or class (default: class when no retain sample has a forgotten class).",
+    ),
+]
+Gold = Annotated[
+    Path | None,
+    typer.Option(
+        help="The model retrained without the forget set, for JSD and Avg Gap; its sidecar must name this request's "
+        "forget set, dataset, train size and seed."
+    ),
+]
+AllowMismatchedGold = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mismatched-gold",
+        help="Accept a gold model whose sidecar names another forget set, dataset, train size or seed (recorded in "
+        "the report).",
     ),
 ]
 DataRoot = Annotated[str | None, typer.Option("--data-root", help="Folder holding the dataset's files.")]
@@ -104,28 +116,6 @@ def parse_pairs(pairs: list[str] | None, what: str) -> dict[str, Any]:
     return out
 
 
-def _request(ids: str | None, classes: list[str] | None, fraction: float | None, mode: str):
-    from lotus_unlearn.pipeline import ForgetRequest
-
-    return ForgetRequest(ids, list(classes or []), fraction, mode)
-
-
-def _data_args(pairs: list[str] | None, checkpoint: Path) -> dict[str, Any]:
-    """--data-arg options, or those the checkpoint was trained with (its sidecar's data_args)."""
-    from lotus_unlearn.checkpoint import read_meta
-
-    if pairs:
-        return parse_pairs(pairs, "--data-arg")
-    saved = read_meta(checkpoint).get("data_args") if checkpoint.is_file() else None
-    return dict(saved) if isinstance(saved, dict) else {}
-
-
-def _check_data_root(data_root: str | None) -> None:
-    """A --data-root that does not exist is a typo, whatever the dataset: say so before loading anything."""
-    if data_root is not None and not Path(data_root).is_dir():
-        raise UserError(f"data folder {data_root} does not exist; pass the folder holding the dataset's files")
-
-
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/demo"),
@@ -138,9 +128,10 @@ def demo(
     Example: lotus-unlearn demo --out runs/demo
     """
     from lotus_unlearn.demo import run_demo
+    from lotus_unlearn.request import check_data_root, check_output
 
-    _check_data_root(data_root)
-    _check_output(out)
+    check_data_root(data_root)
+    check_output(out)
     run_demo(out, device=device, data_root=data_root, use_cache=not no_cache, console=console)
 
 
@@ -203,15 +194,16 @@ def train(
     from lotus_unlearn.checkpoint import load_pretrained, load_state_dict, save_checkpoint
     from lotus_unlearn.data import load_dataset
     from lotus_unlearn.pipeline import model_for, training_record
+    from lotus_unlearn.request import check_data_root, check_output, forget_request
     from lotus_unlearn.train import train_model
 
-    _check_data_root(data_root)
-    _check_output(out, is_file=True)
+    check_data_root(data_root)
+    check_output(out, is_file=True)
     data_args = parse_pairs(data_arg, "--data-arg")
     bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **data_args)
     data, role, split = bundle.train, "original", None
     if forget or forget_class or forget_fraction is not None:
-        split = _request(forget, forget_class, forget_fraction, split_mode).resolve(bundle, seed)
+        split = forget_request(forget, forget_class, forget_fraction, split_mode).resolve(bundle, seed)
         data, role = split.apply(bundle.train)[1], "gold"
     net = model_for(bundle, model, seed, **parse_pairs(model_arg, "--model-arg"))
     if weights is not None:
@@ -245,108 +237,6 @@ def train(
     console.print(f"trained {role} {model} on {len(data)} samples in {result.seconds:.1f} s -> {out}")
 
 
-def _same_name(a: str, b: str) -> bool:
-    return a.lower().replace("_", "-") == b.lower().replace("_", "-")
-
-
-def _load(
-    checkpoint: Path,
-    bundle: DatasetBundle,
-    model: str | None = None,
-    model_arg: list[str] | None = None,
-    what: str = "checkpoint",
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a checkpoint for `bundle`: rebuilt from its sidecar, or as `--model` when given (or when there is no
-    sidecar); then check that it was made for this dataset and fits its inputs and classes."""
-    from lotus_unlearn.checkpoint import load_checkpoint, load_weights, read_meta
-    from lotus_unlearn.checkpoint import load_state_dict as read_state
-    from lotus_unlearn.pipeline import model_for
-
-    if not checkpoint.is_file():
-        raise UserError(f"{what} {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
-    state = read_state(checkpoint)
-    meta = read_meta(checkpoint)
-    if meta.get("dataset") and not _same_name(str(meta["dataset"]), bundle.name):
-        raise UserError(
-            f"{what} {checkpoint} was trained on {meta['dataset']}, not {bundle.name}; pass --dataset {meta['dataset']}"
-        )
-    if model is not None or not meta.get("model"):
-        if model is None:
-            raise UserError(
-                f"{what} {checkpoint} has no .json sidecar naming its architecture; pass --model NAME "
-                "(and --model-arg key=value as it was built)"
-            )
-        net = load_weights(
-            model_for(bundle, model, 0, **parse_pairs(model_arg, "--model-arg")), state, f"{what} {checkpoint.name}"
-        )
-    else:
-        net = load_checkpoint(checkpoint)[0]
-    _check_fits(net, bundle, f"{what} {checkpoint}")
-    return net, meta
-
-
-def _check_fits(net: nn.Module, bundle: DatasetBundle, label: str) -> None:
-    """One forward pass on two test images: the model must accept the dataset's inputs and give one logit a class."""
-    import torch
-
-    x = bundle.test.normalized(torch.arange(min(2, len(bundle.test))))
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            out = net(x)
-    except Exception as exc:  # shape errors surface as RuntimeError (or ValueError) from deep inside the model
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"{label} does not accept {bundle.name} images of shape {tuple(x.shape[1:])} ({first}); "
-            "pass the --dataset it was trained on"
-        ) from exc
-    finally:
-        net.train(was_training)
-    if out.ndim != 2 or out.shape[1] != bundle.num_classes:
-        raise UserError(
-            f"{label} predicts {out.shape[-1]} classes but {bundle.name} has {bundle.num_classes}; "
-            "pass the --dataset it was trained on"
-        )
-
-
-def _previously_forgotten(meta: dict[str, Any]) -> list[int]:
-    """Sample ids forgotten by earlier requests on this checkpoint (recorded in its sidecar by `unlearn`)."""
-    ids = meta.get("forgotten_ids") or []
-    try:
-        return sorted({int(i) for i in ids})
-    except (TypeError, ValueError):
-        raise UserError(
-            "the checkpoint sidecar's forgotten_ids is not a list of sample ids; restore the sidecar "
-            "written by `lotus-unlearn unlearn`"
-        ) from None
-
-
-def _experiment(
-    checkpoint: Path,
-    dataset: str,
-    request: Any,
-    *,
-    data_root: str | None,
-    train_size: int | None,
-    data_arg: list[str] | None,
-    seed: int,
-) -> tuple[Any, int | None, dict[str, Any]]:
-    """Check the inputs, then load the dataset as the checkpoint was trained (its train_size and data options
-    unless given) and split it by `request` (a ForgetRequest or a saved Split). Returns (experiment, train_size,
-    data_args)."""
-    from lotus_unlearn.checkpoint import read_meta
-    from lotus_unlearn.pipeline import prepare
-
-    _check_data_root(data_root)
-    if not checkpoint.is_file():
-        raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
-    size = train_size if train_size is not None else read_meta(checkpoint).get("train_size")
-    data_args = _data_args(data_arg, checkpoint)
-    exp = prepare(dataset, request, seed=seed, data_root=data_root, train_size=size, data_args=data_args)
-    return exp, size, data_args
-
-
 @app.command("unlearn")
 def unlearn_cmd(
     checkpoint: Annotated[
@@ -374,7 +264,8 @@ def unlearn_cmd(
     forget_fraction: ForgetFraction = None,
     split_mode: SplitMode = "random",
     kind: RequestKind = None,
-    gold: Annotated[Path | None, typer.Option(help="Retrained gold model, for JSD and Avg Gap.")] = None,
+    gold: Gold = None,
+    allow_mismatched_gold: AllowMismatchedGold = False,
     model: ModelName = None,
     model_arg: ModelArgs = None,
     train_size: TrainSize = None,
@@ -398,105 +289,45 @@ def unlearn_cmd(
         --data-root imagenet --data-arg size=224 --data-arg resize=256 --forget ids.txt --out runs/imagenet
       torchrun --nproc-per-node 8 -m lotus_unlearn unlearn ...   (same options; rank 0 writes the outputs)
     """
-    from lotus_unlearn import distributed
-    from lotus_unlearn.checkpoint import save_checkpoint
-    from lotus_unlearn.data import save_split
-    from lotus_unlearn.methods import get_method
-    from lotus_unlearn.metrics import evaluate
-    from lotus_unlearn.pipeline import Experiment
-    from lotus_unlearn.report import build_report, history_entry, hparams_text, lineage_of, write_report
-    from lotus_unlearn.utils import state_dict_hash
+    from lotus_unlearn.request import forget as forget_data
 
-    started = time.perf_counter()
-    cls = get_method(method)
-    hp = {**parse_pairs(hparam, "--hparam"), **({"compile": True} if compile else {})}
-    cls(kind=kind, **hp)  # validate names and types before any data is loaded
-    _check_output(out)
-    exp, size, data_args = _experiment(
+    done = forget_data(
         checkpoint,
-        dataset,
-        _request(forget, forget_class, forget_fraction, split_mode),
-        data_root=data_root,
+        dataset=dataset,
+        ids=forget,
+        classes=forget_class,
+        fraction=forget_fraction,
+        split_mode=split_mode,
+        method=method,
+        hparams={**parse_pairs(hparam, "--hparam"), **({"compile": True} if compile else {})},
+        kind=kind,
+        gold=gold,
+        allow_mismatched_gold=allow_mismatched_gold,
+        out=out,
+        model=model,
+        model_args=parse_pairs(model_arg, "--model-arg"),
         train_size=train_size,
-        data_arg=data_arg,
+        data_root=data_root,
+        data_args=parse_pairs(data_arg, "--data-arg") if data_arg else None,
         seed=seed,
+        device=device,
+        echo=_echo,
     )
-    original, meta = _load(checkpoint, exp.bundle, model, model_arg)
-    gold_model = _load(gold, exp.bundle, model, model_arg, "gold model")[0] if gold else None
-    earlier = _previously_forgotten(meta)
-    if earlier:  # sequential request: never train on, or measure retain accuracy on, data deleted before
-        import numpy as np
-
-        keep = ~np.isin(exp.retain.ids.numpy(), np.asarray(earlier, dtype=np.int64))
-        if not keep.any():
-            raise UserError(
-                f"nothing is left to retain once the {len(earlier)} samples forgotten by earlier requests "
-                "are left out; forget fewer samples"
-            )
-        exp = Experiment(exp.bundle, exp.split, exp.forget, exp.retain.subset(np.flatnonzero(keep)))
-    hp.setdefault("seed", seed)
-    hp.setdefault("device", device)
-    result = cls(kind=kind, **hp).unlearn(original, exp.forget, exp.retain, exp.bundle.val)
-    console.print(f"{method}: {hparams_text(result)}", highlight=False)
-    console.print(f"{method}: {result.epochs_run} epochs in {result.seconds:.1f} s; evaluating ...")
-    t_eval = time.perf_counter()
-    metrics = evaluate(result.model, exp.splits, original=original, gold=gold_model, device=device, seed=seed)
-    eval_seconds = time.perf_counter() - t_eval
-
-    input_sha = state_dict_hash(original)
-    lineage = {**lineage_of(checkpoint, meta, input_sha), "previously_forgotten": len(earlier)}
-    report = build_report(
-        request={
-            "dataset": dataset,
-            "train_size": size,
-            **({"data_args": data_args} if data_args else {}),
-            "seed": seed,
-            "checkpoint": str(checkpoint),
-            "gold": str(gold) if gold else None,
-            "classes": exp.bundle.classes,
-        },
-        split=exp.split,
-        result=result,
-        input_model=original,
-        metrics=metrics,
-        lineage=lineage,
-        timings={"evaluate_seconds": eval_seconds, "total_seconds": time.perf_counter() - started},
-    )
-    if not distributed.is_main():  # in a torchrun job every rank holds the same results; rank 0 writes them
-        return
-    history = [*lineage["history"], history_entry(report, out / "report.json")]
-    forgotten = sorted(set(earlier) | set(exp.split.forget_ids))
-    save_checkpoint(
-        result.model,
-        out / "model.safetensors",
-        {
-            "role": "unlearned",
-            "method": method,
-            "dataset": dataset,
-            "train_size": size,
-            **({"data_args": data_args} if data_args else {}),
-            "forget_ids_sha256": exp.split.sha256,
-            "parent_weights_sha256": input_sha,
-            "report": "report.json",
-            "deletion_history": history,
-            "forgotten_ids": forgotten,
-        },
-    )
-    save_split(exp.split, out / "split.json")
-    write_report(report, out)
-    _print_metrics(metrics, method)
-    v = report["verdict"]
-    console.print(f"verdict: {v['status']}. {v['headline']}", highlight=False)
-    console.print(f"wrote {out}/model.safetensors, split.json, report.json, report.md, report.html")
+    _print_metrics(done.metrics, method)
+    _print_verdict(done.verdict)
+    if done.files:
+        console.print(f"wrote {out}/" + ", ".join(f.name for f in done.files))
 
 
-def _check_output(out: Path, is_file: bool = False) -> None:
-    """The output folder (or the folder of an output file) must be creatable: no part of its path may be a file."""
-    for parent in [*([] if is_file else [out]), *out.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"output path {out} cannot be created: {parent} is a file; choose another --out")
-            break
+def _echo(text: str) -> None:
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def _print_verdict(v: dict[str, Any]) -> None:
+    """The verdict, its one-line reason and, when not forgotten, what to try next."""
+    console.print(f"verdict: {v['status']}. {v['headline']}", highlight=False, markup=False)
+    for hint in v.get("next_steps") or []:
+        console.print(f"  try: {hint}", highlight=False, markup=False)
 
 
 def _print_metrics(metrics: dict[str, Any], name: str) -> None:
@@ -523,7 +354,12 @@ def evaluate_cmd(
     split_mode: SplitMode = "random",
     split: Annotated[Path | None, typer.Option("--split", help="A split.json written by `unlearn`.")] = None,
     original: Annotated[Path | None, typer.Option(help="The original model, for RF-JSD.")] = None,
-    gold: Annotated[Path | None, typer.Option(help="The retrained gold model, for JSD and Avg Gap.")] = None,
+    gold: Gold = None,
+    allow_mismatched_gold: AllowMismatchedGold = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the full audit here: report.json, report.md, report.html (with plots)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
     model_name: ModelName = None,
     model_arg: ModelArgs = None,
@@ -533,27 +369,45 @@ def evaluate_cmd(
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
-    """Evaluate a model on a forget / retain / val / test split (retrain-free unless --gold is given).
+    """Evaluate a model on a forget / retain / val / test split (retrain-free unless --gold is given) and judge it;
+    with --out, write the audit report of a model unlearned by any tool.
 
-    Example: lotus-unlearn evaluate --checkpoint runs/demo/model.safetensors --split runs/demo/split.json --original o.safetensors
+    Examples:
+      lotus-unlearn evaluate --checkpoint runs/demo/model.safetensors --split runs/demo/split.json --original o.safetensors
+      lotus-unlearn evaluate --checkpoint theirs.pt --model cnn --forget ids.txt --original o.safetensors --out runs/audit
     """
-    from lotus_unlearn.data import load_split
     from lotus_unlearn.distributed import is_main
-    from lotus_unlearn.metrics import evaluate
+    from lotus_unlearn.request import audit
 
-    request = load_split(split) if split is not None else _request(forget, forget_class, forget_fraction, split_mode)
-    exp, _, _ = _experiment(
-        checkpoint, dataset, request, data_root=data_root, train_size=train_size, data_arg=data_arg, seed=seed
+    report_dict = audit(
+        checkpoint,
+        dataset=dataset,
+        split=split,
+        ids=forget,
+        classes=forget_class,
+        fraction=forget_fraction,
+        split_mode=split_mode,
+        original=original,
+        gold=gold,
+        allow_mismatched_gold=allow_mismatched_gold,
+        out=out,
+        model=model_name,
+        model_args=parse_pairs(model_arg, "--model-arg"),
+        train_size=train_size,
+        data_root=data_root,
+        data_args=parse_pairs(data_arg, "--data-arg") if data_arg else None,
+        seed=seed,
+        device=device,
+        echo=None if as_json else _echo,
     )
-    model, _ = _load(checkpoint, exp.bundle, model_name, model_arg)
-    orig = _load(original, exp.bundle, model_name, model_arg, "original model")[0] if original else None
-    gold_model = _load(gold, exp.bundle, model_name, model_arg, "gold model")[0] if gold else None
-    metrics = evaluate(model, exp.splits, original=orig, gold=gold_model, device=device, seed=seed)
     if as_json:
         if is_main():  # in a torchrun job every rank has the same metrics; rank 0 prints them
-            sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
-    else:
-        _print_metrics(metrics, "model")
+            sys.stdout.write(json.dumps(report_dict["metrics"], indent=2) + "\n")
+        return
+    _print_metrics(report_dict["metrics"], "model")
+    _print_verdict(report_dict["verdict"])
+    if out is not None:
+        console.print(f"wrote {out}/report.json, report.md, report.html")
 
 
 @app.command()

@@ -46,6 +46,7 @@ def unlearn(
     method: str = "lotus",
     *,
     kind: str | None = None,
+    verbose: bool | None = None,
     **hparams: Any,
 ) -> UnlearnResult:
     """Return an unlearned copy of `model` (never modified). forget/retain/val: Datasets yielding (x, y) or
@@ -53,8 +54,12 @@ def unlearn(
 
     `kind` ("instance" or "class") picks the method's per-kind defaults (LoTUS class-wise: a_ref=0, alpha=32);
     None reads it from the data: class-wise when no retain sample has a class of the forget set. Explicit
-    `hparams` always win; the result's `kind_defaults` lists what came from the kind default."""
-    return get_method(method)(kind=kind, **hparams).unlearn(model, forget, retain, val)
+    `hparams` always win; the result's `kind_defaults` lists what came from the kind default. `verbose`: progress
+    bars (terminal) or one line per epoch on stderr (True), none (False), or as LOTUS_PROGRESS says (None)."""
+    from lotus_unlearn.progress import verbosity
+
+    with verbosity(verbose):
+        return get_method(method)(kind=kind, **hparams).unlearn(model, forget, retain, val)
 
 
 __all__ = [

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from lotus_unlearn import distributed
 from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches, concat, labels_of
 from lotus_unlearn.errors import UnlearningFailed, UserError
+from lotus_unlearn.progress import EpochLog
 from lotus_unlearn.utils import autocast, eval_batch_size, resolve_device, seed_everything, speed_setup
 
 METHODS: dict[str, type[Method]] = {}
@@ -261,7 +262,7 @@ class Method:
             kind = request_kind(forget, retain)
         cfg, from_kind = self.resolve(kind) if kind != self.kind else (self.cfg, self.from_kind)
         start = time.perf_counter()
-        ctx = make_context(model, forget, retain, val, cfg)
+        ctx = make_context(model, forget, retain, val, cfg, label=self.name)
         epochs = self.run(ctx)
         ctx.model.eval()
         ctx.model.to(memory_format=torch.contiguous_format)  # hand back plain NCHW weights
@@ -272,14 +273,15 @@ class Method:
             dataclasses.asdict(cfg),
             seconds,
             epochs,
-            ctx.log,
+            list(ctx.log),
             kind=kind,
             kind_defaults=dict(from_kind),
         )
 
 
-def make_context(model: nn.Module, forget: Any, retain: Any, val: Any, cfg: Config) -> Context:
-    """Seed, pick the device, copy the model and freeze a teacher copy: the start of every method and of training."""
+def make_context(model: nn.Module, forget: Any, retain: Any, val: Any, cfg: Config, label: str = "") -> Context:
+    """Seed, pick the device, copy the model and freeze a teacher copy: the start of every method and of training.
+    `label` names the run in the per-epoch progress lines."""
     forget_ds = as_dataset(forget, "forget set")
     retain_ds = as_dataset(retain, "retain set")
     val_ds = as_dataset(val, "validation set") if val is not None else None
@@ -301,6 +303,7 @@ def make_context(model: nn.Module, forget: Any, retain: Any, val: Any, cfg: Conf
         generator=generator,
         noise=torch.Generator(device=device).manual_seed(cfg.seed + 1 + distributed.rank()),  # own stream per rank
         num_classes=infer_num_classes(work, forget_ds),
+        log=EpochLog(label),
     )
 
 
