@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -59,6 +60,10 @@ AllowMismatchedGold = Annotated[
         help="Accept a gold model whose sidecar names another forget set, dataset, train size or seed (recorded in "
         "the report).",
     ),
+]
+RequestDataset = Annotated[
+    str | None,
+    typer.Option("--dataset", help="Dataset name (default: the one the checkpoint's sidecar names)."),
 ]
 DataRoot = Annotated[str | None, typer.Option("--data-root", help="Folder holding the dataset's files.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for the split, data order and noise.")]
@@ -254,7 +259,7 @@ def unlearn_cmd(
             "--out", help="Output folder: model.safetensors, split.json, report.json, report.md, report.html."
         ),
     ],
-    dataset: Dataset = "fashion-mnist",
+    dataset: RequestDataset = None,
     method: Annotated[str, typer.Option(help="Unlearning method; see `lotus-unlearn methods`.")] = "lotus",
     hparam: Annotated[
         list[str] | None, typer.Option("--hparam", help="Method hyper-parameter key=value; repeatable.")
@@ -347,7 +352,7 @@ def _print_metrics(metrics: dict[str, Any], name: str) -> None:
 @app.command("evaluate")
 def evaluate_cmd(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="The model to evaluate.")],
-    dataset: Dataset = "fashion-mnist",
+    dataset: RequestDataset = None,
     forget: ForgetIds = None,
     forget_class: ForgetClass = None,
     forget_fraction: ForgetFraction = None,
@@ -542,7 +547,6 @@ def _one_line(prefix: str, exc: BaseException, debug: bool, text: str | None = N
 
 def _join_torchrun_job() -> None:
     """Under torchrun: join the job; ranks other than 0 print nothing (rank 0 reports and writes files)."""
-    import os
 
     from lotus_unlearn import distributed
 
@@ -564,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     --debug adds the traceback. Returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if os.getcwd() not in sys.path:  # `--model mymodels:factory` finds mymodels.py in the working directory
+        sys.path.append(os.getcwd())  # appended: an installed package is never shadowed by a local file
     tune_cpu_allocator()  # process-wide, so the application's call: fewer page faults in CPU training (docs/performance.md)
     try:
         _join_torchrun_job()

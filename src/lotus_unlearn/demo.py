@@ -73,7 +73,7 @@ def run_demo(
         train_size=cfg["train_size"],
         seed=seed,
         device=device,
-        echo=lambda text: console.print(text, highlight=False, markup=False),
+        echo=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True),
         report_extra={
             "demo_config": cfg,
             "training": {"original": _strip_log(o_meta), "gold": _strip_log(g_meta)},

@@ -296,7 +296,7 @@ class GroupContext:
         }
 
     def run(self, v: Variant) -> dict[str, Any]:
-        from lotus_unlearn.methods import get_method
+        from lotus_unlearn.methods import unlearn
 
         extra: dict[str, Any] = {}
         if v.method == "original":
@@ -309,9 +309,8 @@ class GroupContext:
             extra["epochs_run"] = self.g_meta.get("epochs_run")
         else:
             hp = {"seed": self.group.seed, "device": self.cfg.device, **v.hparams}
-            result = get_method(v.method)(**hp).unlearn(
-                self.original, self.exp.forget, self.exp.retain, self.exp.bundle.val
-            )
+            # the same call as lu.unlearn and lu.forget: the method's per-kind defaults apply alike
+            result = unlearn(self.original, self.exp.forget, self.exp.retain, self.exp.bundle.val, v.method, **hp)
             model, seconds = result.model, result.seconds
             extra["epochs_run"] = result.epochs_run
         t0 = time.perf_counter()

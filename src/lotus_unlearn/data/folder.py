@@ -13,7 +13,7 @@ needs it, so evaluating N images holds one batch of pixels at a time. Our own re
 
 Options (`--data-arg key=value`): size (square side after resize + centre crop; default: keep the files' own
 size, which must then be equal), resize (shorter side before the centre crop; default: size; ImageNet: 256 for
-224), channels (3 = RGB, 1 = grayscale), mean / std (default ImageNet's), per_class (keep the first k training
+224), channels (3 = RGB, 1 = grayscale; default: 1 when the first training image is grayscale, else 3), mean / std (default ImageNet's), per_class (keep the first k training
 files of each class), in_memory (true / false / auto), memory_mb (auto's limit), crop_padding and flip
 (training augmentation, off by default).
 """
@@ -270,7 +270,7 @@ def imagefolder(
     *,
     size: int | None = None,
     resize: int | None = None,
-    channels: int = 3,
+    channels: int | None = None,
     mean: Any = None,
     std: Any = None,
     per_class: int | None = None,
@@ -286,16 +286,13 @@ def imagefolder(
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist; pass the folder holding train/ and val/ (or test/)")
     size, resize, per_class = _int(size, "size"), _int(resize, "resize"), _int(per_class, "per_class")
-    channels = _int(channels, "channels") or 3
-    if channels not in (1, 3):
+    channels = _int(channels, "channels")
+    if channels is not None and channels not in (1, 3):
         raise UserError(f"data option channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     if resize is not None and size is None:
         raise UserError("data option resize needs size (the centre crop after resizing); pass size=N too")
     if resize is not None and size is not None and resize < size:
         raise UserError(f"data option resize={resize} is smaller than size={size}; pass resize >= size")
-    default_mean, default_std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
-    mean_t = _floats(mean if mean is not None else default_mean, "mean", channels)
-    std_t = _floats(std if std is not None else default_std, "std", channels)
     keep_in_memory = _flag(in_memory, "in_memory")
     augment = Augment(crop_padding=_int(crop_padding, "crop_padding", 0) or 0, flip=bool(_flag(flip, "flip")))
 
@@ -323,6 +320,15 @@ def imagefolder(
         keep = np.sort(np.concatenate([np.flatnonzero(y == k)[:per_class] for k in range(len(classes))]))
         paths, labels, ids = [paths[i] for i in keep], [labels[i] for i in keep], ids[keep]
 
+    if channels is None:  # a grayscale folder stays one channel unless channels=3 is asked for
+        try:
+            with _pil().open(paths[0]) as im:
+                channels = 1 if im.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+        except (OSError, ValueError):  # unreadable: decode below names the file
+            channels = 3
+    default_mean, default_std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
+    mean_t = _floats(mean if mean is not None else default_mean, "mean", channels)
+    std_t = _floats(std if std is not None else default_std, "std", channels)
     mode = "RGB" if channels == 3 else "L"
     first = decode(paths[0], mode, size, resize)
     shape = (int(first.shape[0]), int(first.shape[1]), int(first.shape[2]))

@@ -264,7 +264,7 @@ def verdict(
     elif nothing_to_forget:
         status = "nothing to forget"
         headline = (
-            "Nothing to forget: before unlearning, the original model already passed the same checks ("
+            "Before unlearning, the original model already passed the same checks ("
             + ", ".join(c["name"] for c in before)
             + "), so the forget set could not be told apart from unseen data and this pass says little about the "
             "unlearning."
