@@ -170,3 +170,16 @@ def test_corrupt_sidecar_is_a_user_error(tmp_path: Path) -> None:
     sidecar_path(path).write_text("{oops")
     with pytest.raises(UserError, match="sidecar"):
         load_checkpoint(path)
+
+
+def test_one_tensor_hash_format_for_weights_and_prediction_cache() -> None:
+    from lotus_unlearn.metrics import model_fingerprint
+    from lotus_unlearn.utils import state_dict_hash
+
+    model = tiny()
+    salt = f"{type(model).__module__}.{type(model).__qualname__};"
+    assert model_fingerprint(model) == state_dict_hash(model, salt=salt)
+    assert state_dict_hash(model) == state_dict_hash(model.state_dict())
+    with torch.no_grad():
+        next(model.parameters())[0].add_(1e-3)
+    assert state_dict_hash(model) != state_dict_hash(tiny())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -19,45 +18,15 @@ from lotus_unlearn.cli import main
 from lotus_unlearn.data import batches, load_dataset
 from lotus_unlearn.data import folder as folder_mod
 from lotus_unlearn.data.base import labels_of
-from lotus_unlearn.data.cifar import MEAN, STD
 from lotus_unlearn.data.folder import ImageFiles
+from lotus_unlearn.data.normalize import NORMALIZATIONS
+from lotus_unlearn.data.synthetic import py2_pickle
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.metrics.predict import predict
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # --- CIFAR ------------------------------------------------------------------------------------------------------
-
-
-def py2_pickle(obj: object) -> bytes:
-    """`obj` pickled the way Python 2's cPickle wrote the CIFAR batches (protocol 2, byte strings as
-    BINSTRING, NumPy arrays through numpy.core.multiarray._reconstruct)."""
-
-    def string(s: str | bytes) -> bytes:
-        raw = s.encode("latin1") if isinstance(s, str) else s
-        return (b"U" + bytes([len(raw)]) if len(raw) < 256 else b"T" + struct.pack("<i", len(raw))) + raw
-
-    def integer(i: int) -> bytes:
-        return b"K" + bytes([i]) if 0 <= i < 256 else b"J" + struct.pack("<i", i)
-
-    def enc(o: object) -> bytes:
-        if isinstance(o, dict):
-            return b"}(" + b"".join(enc(k) + enc(v) for k, v in o.items()) + b"u"
-        if isinstance(o, list):
-            return b"](" + b"".join(enc(v) for v in o) + b"e"
-        if isinstance(o, (str, bytes)):
-            return string(o)
-        if isinstance(o, int):
-            return integer(o)
-        if isinstance(o, np.ndarray):
-            assert o.dtype == np.uint8
-            shape = b"(" + b"".join(integer(d) for d in o.shape) + b"t"
-            dtype = b"cnumpy\ndtype\nU\x02u1K\x00K\x01\x87R(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
-            head = b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R"
-            return head + b"(K\x01" + shape + dtype + b"\x89" + string(o.tobytes()) + b"tb"
-        raise TypeError(type(o))
-
-    return b"\x80\x02" + enc(obj) + b"."
 
 
 def cifar_arrays(n: int, classes: int, seed: int) -> tuple[np.ndarray, list[int]]:
@@ -95,8 +64,9 @@ def test_cifar10_python_batches(cifar10_root: Path) -> None:
     assert torch.equal(bundle.train.images[0], torch.from_numpy(first[0].reshape(3, 32, 32)))
     assert bundle.train.labels[14:21].tolist() == third_labels
     assert torch.equal(bundle.train.images[14:21], torch.from_numpy(third.reshape(7, 3, 32, 32)))
-    assert torch.allclose(bundle.train.mean.flatten(), torch.tensor(MEAN))
-    assert torch.allclose(bundle.train.std.flatten(), torch.tensor(STD))
+    mean, std = NORMALIZATIONS["cifar"]
+    assert torch.allclose(bundle.train.mean.flatten(), torch.tensor(mean))
+    assert torch.allclose(bundle.train.std.flatten(), torch.tensor(std))
     assert bundle.train.augment.crop_padding == 4 and not bundle.train.augment.flip
     held = sorted(torch.cat([bundle.val.ids, bundle.test.ids]).tolist())
     assert held == list(range(20))  # val and test partition the test batch
@@ -144,8 +114,8 @@ def test_cifar_errors_are_one_line(cifar10_root: Path, tmp_path: Path) -> None:
     (folder / "data_batch_4").write_bytes(py2_pickle({"labels": [1], "data": np.zeros((1, 100), np.uint8)}))
     with pytest.raises(UserError, match=r"not N x 3072 uint8"):
         load_dataset("cifar10", root=cifar10_root)
-    with pytest.raises(UserError, match=r"no option\(s\) size"):
-        load_dataset("cifar10", root=cifar10_root, size=3)
+    with pytest.raises(UserError, match=r"no option\(s\) crop"):
+        load_dataset("cifar10", root=cifar10_root, crop=3)
 
 
 # --- image folders -----------------------------------------------------------------------------------------------

@@ -141,22 +141,32 @@ def test_mismatched_gold_is_refused_unless_allowed(trained, tmp_path, capsys) ->
     assert not out.exists()
     assert main(unlearn_args(trained, out, "--forget-class", "3", "--gold", str(trained["gold"]),
                              "--allow-mismatched-gold")) == 0  # fmt: skip
-    assert "warning: gold model" in capsys.readouterr().out
+    assert "warning: gold model" in capsys.readouterr().err
     check = json.loads((out / "report.json").read_text())["gold_check"]
     assert check["status"] == "mismatch allowed" and check["mismatches"][0].startswith("forget set")
-    other = tmp_path / "size"
-    assert main(unlearn_args(trained, other, "--forget-class", "3", "--gold", str(trained["gold_class"]),
-                             "--train-size", "500")) == 2  # fmt: skip
-    assert "train size (gold None, this request 500)" in capsys.readouterr().err
+
+
+def test_gold_mismatches_name_the_training_subset_and_dataset() -> None:
+    from lotus_unlearn.history import CheckpointRecord, DeletionHistory, TrainSubset
+    from lotus_unlearn.request import gold_mismatches
+
+    ours = TrainSubset.of("digits", range(100), 100, 0)
+    gold = CheckpointRecord(DeletionHistory().add([1, 2], None), TrainSubset.of("digits", range(1, 101), 100, 1), "w")
+    found = gold_mismatches(gold, {}, dataset="digits", subset=ours, forgotten=[1, 2])
+    assert found == ["training subset (gold: 100 samples, train size 100, seed 1; this request: 100 samples, "
+                     "train size 100, seed 0)"]  # fmt: skip
+    other = CheckpointRecord(DeletionHistory(), TrainSubset.of("cifar10", range(100), 100, 0), "w")
+    found = gold_mismatches(other, {}, dataset="digits", subset=ours, forgotten=[1, 2])
+    assert found[0].startswith("forget set (gold: none") and found[1] == "dataset (gold cifar10, this request digits)"
 
 
 def test_gold_without_sidecar_warns_and_unreadable_sidecar_is_one_line(trained, tmp_path, capsys) -> None:
-    bare = tmp_path / "bare.safetensors"
-    shutil.copy(trained["gold_class"], bare)
+    bare = tmp_path / "bare.pt"  # plain torch weights: no sidecar, no history in a header
+    torch.save(load_state_dict(trained["gold_class"]), bare)
     out = tmp_path / "bare-run"
     assert main(unlearn_args(trained, out, "--forget-class", "3", "--gold", str(bare), "--model", "cnn",
                              "--model-arg", "width=8", "--model-arg", "hidden=32")) == 0  # fmt: skip
-    assert "has no .json sidecar" in capsys.readouterr().out
+    assert "has no .json sidecar" in capsys.readouterr().err
     assert json.loads((out / "report.json").read_text())["gold_check"]["status"] == "no sidecar"
     broken = tmp_path / "broken.safetensors"
     shutil.copy(trained["gold_class"], broken)

@@ -1,5 +1,8 @@
 """Checkpoints: safetensors weights plus a JSON sidecar (architecture, config, seed, versions, data hash).
 
+The weights file's header also carries the deletion history and the training subset (`lotus_unlearn.history`),
+written in the same atomic write as the weights; the sidecar mirrors them, and `read_record` trusts the weights.
+
 Never unpickles arbitrary objects: `.pt`/`.pth` files load with `torch.load(weights_only=True)`, and a file
 that would run code is refused with one line.
 """
@@ -18,43 +21,109 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lotus_unlearn.errors import UserError
+from lotus_unlearn.history import (
+    MAX_HEADER_BYTES,
+    CheckpointRecord,
+    DeletionHistory,
+    TrainSubset,
+    record_from,
+    record_metadata,
+)
 from lotus_unlearn.models import create_model
-from lotus_unlearn.utils import atomic_path, provenance, state_dict_hash, write_json_atomic
+from lotus_unlearn.utils import WEIGHTS_HASH_FORMAT, atomic_path, provenance, state_dict_hash, write_json_atomic
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+MAX_SIDECAR_BYTES = 256 << 20  # a sidecar mirrors at most MAX_IDS ids as JSON text
 
 
 def sidecar_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
-    """Write `path` (safetensors) and its JSON sidecar atomically; returns the weights path."""
+def save_checkpoint(
+    model: nn.Module,
+    path: str | Path,
+    meta: dict[str, Any] | None = None,
+    *,
+    history: DeletionHistory | None = None,
+    train_subset: TrainSubset | None = None,
+) -> Path:
+    """Write `path` (safetensors) and its JSON sidecar atomically; returns the weights path.
+
+    `history` (every id forgotten so far; empty by default) and `train_subset` (the samples the weights were
+    trained on) go into the safetensors header, in the same write as the weights, and are mirrored in the
+    sidecar (`forgotten_ids`, `requests`, `parents`, `train_subset`)."""
     path = Path(path)
+    history = history or DeletionHistory()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         try:
-            save_file(state, str(tmp))
+            save_file(state, str(tmp), metadata=record_metadata(history, train_subset))
         except SafetensorError as exc:  # safetensors reports I/O failures (e.g. a full disk) as its own error
             raise OSError(errno.EIO, str(exc)) from exc
     info = {
         "model": getattr(model, "lotus_spec", None),
-        "weights_sha256": state_dict_hash(model),
+        "weights_sha256": state_dict_hash(state),
+        "weights_hash_format": WEIGHTS_HASH_FORMAT,
         "versions": provenance(),
         **(meta or {}),
+        **history.to_dict(),
+        **({"train_subset": train_subset.to_dict()} if train_subset is not None else {}),
     }
     write_json_atomic(sidecar_path(path), info)
     return path
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
+    """The sidecar's JSON object ({} without a sidecar); anything but a bounded JSON object is one line."""
     side = sidecar_path(path)
     if not side.is_file():
         return {}
+    if side.stat().st_size > MAX_SIDECAR_BYTES:
+        raise UserError(f"checkpoint sidecar {side} is over {MAX_SIDECAR_BYTES >> 20} MiB; restore or delete it")
     try:
-        return json.loads(side.read_text())
-    except ValueError as exc:
+        meta = json.loads(side.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"checkpoint sidecar {side} is not valid JSON ({exc}); restore or delete it") from exc
+    if not isinstance(meta, dict):
+        raise UserError(f"checkpoint sidecar {side} is not a JSON object; restore or delete it")
+    return meta
+
+
+def header_metadata(path: str | Path) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file's header, read without loading the weights ({} for a torch file
+    or a header without metadata). A header over `MAX_HEADER_BYTES` or malformed is one line."""
+    path = Path(path)
+    if path.suffix in TORCH_SUFFIXES:
+        return {}
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if size > MAX_HEADER_BYTES:
+                raise UserError(
+                    f"checkpoint {path} has a {size:,}-byte header, over the format's limit; is it corrupt?"
+                )
+            header = json.loads(f.read(size))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"checkpoint {path} is not a readable safetensors file ({exc}); is it corrupt?") from exc
+    md = header.get("__metadata__") if isinstance(header, dict) else None
+    if md is None:
+        return {}
+    if not isinstance(md, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in md.items()):
+        raise UserError(f"checkpoint {path}'s header metadata is not a string map; is it corrupt?")
+    return md
+
+
+def read_record(path: str | Path) -> CheckpointRecord:
+    """The checkpoint's deletion history and training subset: from the weights file when it carries them, else
+    from a legacy sidecar, else empty (`source` "none"). A sidecar that disagrees with the weights file is
+    reported by a `HistoryWarning`; the weights file wins."""
+    return record_from(header_metadata(path), read_meta(path), path)
+
+
+def read_history(path: str | Path) -> DeletionHistory:
+    """Every sample id forgotten by the requests that led to the checkpoint at `path` (empty for none)."""
+    return read_record(path).history
 
 
 def load_state_dict(path: str | Path, mmap: bool = False) -> dict[str, torch.Tensor]:

@@ -6,13 +6,14 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from lotus_unlearn.errors import UnlearningFailed, UserError
+from lotus_unlearn.errors import LotusWarning, UnlearningFailed, UserError
 from lotus_unlearn.utils import tune_cpu_allocator
 
 if TYPE_CHECKING:
@@ -198,6 +199,8 @@ def train(
     from lotus_unlearn import distributed
     from lotus_unlearn.checkpoint import load_pretrained, load_state_dict, save_checkpoint
     from lotus_unlearn.data import load_dataset
+    from lotus_unlearn.history import DeletionHistory, TrainSubset
+    from lotus_unlearn.ids import dataset_listing
     from lotus_unlearn.pipeline import model_for, training_record
     from lotus_unlearn.request import check_data_root, check_output, forget_request
     from lotus_unlearn.train import train_model
@@ -208,7 +211,9 @@ def train(
     bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **data_args)
     data, role, split = bundle.train, "original", None
     if forget or forget_class or forget_fraction is not None:
-        split = forget_request(forget, forget_class, forget_fraction, split_mode).resolve(bundle, seed)
+        request = forget_request(forget, forget_class, forget_fraction, split_mode)
+        request.listing = dataset_listing(dataset, train_size, seed)
+        split = request.resolve(bundle, seed)
         data, role = split.apply(bundle.train)[1], "gold"
     net = model_for(bundle, model, seed, **parse_pairs(model_arg, "--model-arg"))
     if weights is not None:
@@ -237,8 +242,13 @@ def train(
         **({"weights": str(weights)} if weights is not None else {}),
         **({"world_size": distributed.world_size()} if distributed.active() else {}),
     )
+    train_ids = bundle.train.ids.tolist()
+    record = {
+        "history": DeletionHistory.of_retraining(train_ids, data.ids.tolist()),
+        "train_subset": TrainSubset.of(bundle.name, train_ids, train_size, seed),
+    }
     if distributed.is_main():  # in a torchrun job every rank holds the same model; rank 0 writes it
-        save_checkpoint(result.model, out, meta)
+        save_checkpoint(result.model, out, meta, **record)
     console.print(f"trained {role} {model} on {len(data)} samples in {result.seconds:.1f} s -> {out}")
 
 
@@ -415,6 +425,66 @@ def evaluate_cmd(
         console.print(f"wrote {out}/report.json, report.md, report.html")
 
 
+@app.command("ids")
+def ids_cmd(
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="List the ids this checkpoint was trained on.")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Without --checkpoint: the dataset whose ids to list.")
+    ] = None,
+    train_size: Annotated[
+        int | None, typer.Option("--train-size", help="Without --checkpoint: the subset size, as given to `train`.")
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", help="Seed of --sample; without --checkpoint also of the subset, as given to `train`."),
+    ] = 0,
+    subset_seed: Annotated[
+        int | None, typer.Option("--subset-seed", help="Without --checkpoint: the subset's seed, if not --seed.")
+    ] = None,
+    classes: Annotated[
+        list[str] | None, typer.Option("--class", help="Only samples of this class (name or index); repeatable.")
+    ] = None,
+    sample: Annotated[int | None, typer.Option("--sample", help="Draw this many of the ids at random.")] = None,
+    include_forgotten: Annotated[
+        bool, typer.Option("--include-forgotten", help="Also list ids the checkpoint's history says were forgotten.")
+    ] = False,
+    data_root: DataRoot = None,
+    data_arg: DataArgs = None,
+) -> None:
+    """Print training-sample ids, one per line: those behind a checkpoint, less the ones it already forgot.
+
+    An id is a stable position in the dataset's training file (for an image folder: in the sorted list of its
+    training files). The output feeds `unlearn --forget`.
+
+    Examples:
+      lotus-unlearn ids --checkpoint models/original.safetensors --class sandal --sample 100 --seed 1 > ids.txt
+      lotus-unlearn unlearn --checkpoint models/original.safetensors --forget ids.txt --out runs/req-1
+      lotus-unlearn ids --dataset fashion-mnist --train-size 10000 --seed 0
+    """
+    from lotus_unlearn.ids import training_ids
+    from lotus_unlearn.request import check_data_root
+
+    check_data_root(data_root)
+    if seed < 0 or (subset_seed is not None and subset_seed < 0):
+        raise UserError("--seed and --subset-seed must be >= 0; pass a non-negative seed")
+    ids = training_ids(
+        checkpoint,
+        dataset=dataset,
+        train_size=train_size,
+        seed=seed,
+        subset_seed=subset_seed,
+        data_root=data_root,
+        data_args=parse_pairs(data_arg, "--data-arg") if data_arg else None,
+        classes=classes or [],
+        sample=sample,
+        include_forgotten=include_forgotten,
+    )
+    if ids:
+        sys.stdout.write("\n".join(map(str, ids)) + "\n")
+
+
 @app.command()
 def methods() -> None:
     """List the unlearning methods with a one-line description, citation and defaults."""
@@ -571,6 +641,25 @@ def main(argv: list[str] | None = None) -> int:
     if os.getcwd() not in sys.path:  # `--model mymodels:factory` finds mymodels.py in the working directory
         sys.path.append(os.getcwd())  # appended: an installed package is never shadowed by a local file
     tune_cpu_allocator()  # process-wide, so the application's call: fewer page faults in CPU training (docs/performance.md)
+    with warnings.catch_warnings():  # restores the warning filters and printer on return
+        warnings.simplefilter("always", LotusWarning)
+        warnings.showwarning = _one_line_warnings(warnings.showwarning)
+        return _main(args, debug)
+
+
+def _one_line_warnings(show: Any) -> Any:
+    """A `warnings.showwarning` that prints our warnings as one `warning:` line on stderr and the others by `show`."""
+
+    def printer(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, LotusWarning):
+            err.print(f"warning: {message}", highlight=False, markup=False, soft_wrap=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return printer
+
+
+def _main(args: list[str], debug: bool) -> int:
     try:
         _join_torchrun_job()
         rv = app(args=args, prog_name="lotus-unlearn", standalone_mode=False)

@@ -11,6 +11,7 @@ with its deletion history, the split and the audit report.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,8 @@ import torch
 import torch.nn as nn
 
 from lotus_unlearn.data import DatasetBundle, Split
-from lotus_unlearn.errors import UserError
+from lotus_unlearn.errors import LotusWarning, UserError
+from lotus_unlearn.history import CheckpointRecord, DeletionHistory, TrainSubset
 from lotus_unlearn.methods import UnlearnResult
 from lotus_unlearn.pipeline import Experiment, ForgetRequest
 
@@ -69,19 +71,6 @@ def same_name(a: str, b: str) -> bool:
     return a.lower().replace("_", "-") == b.lower().replace("_", "-")
 
 
-def read_sidecar(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
-    """A checkpoint's .json sidecar as a dict ({} when there is none); one clear line when it cannot be read."""
-    from lotus_unlearn.checkpoint import read_meta, sidecar_path
-
-    try:
-        meta = read_meta(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{what} sidecar {sidecar_path(path)} cannot be read ({exc}); restore or delete it") from exc
-    if not isinstance(meta, dict):
-        raise UserError(f"{what} sidecar {sidecar_path(path)} is not a JSON object; restore or delete it")
-    return meta
-
-
 def check_fits(net: nn.Module, bundle: DatasetBundle, label: str) -> None:
     """One forward pass on two test images: the model must accept the dataset's inputs and give one logit a class."""
     x = bundle.test.normalized(torch.arange(min(2, len(bundle.test))))
@@ -114,14 +103,14 @@ def load_model(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint for `bundle`: rebuilt from its sidecar, or as `model` when given (or when there is no
     sidecar); then check that it was made for this dataset and fits its inputs and classes. Returns (model, sidecar)."""
-    from lotus_unlearn.checkpoint import load_checkpoint, load_state_dict, load_weights
+    from lotus_unlearn.checkpoint import load_checkpoint, load_state_dict, load_weights, read_meta
     from lotus_unlearn.pipeline import model_for
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise UserError(f"{what} {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
     state = load_state_dict(checkpoint)
-    meta = read_sidecar(checkpoint, what)
+    meta = read_meta(checkpoint)
     if meta.get("dataset") and not same_name(str(meta["dataset"]), bundle.name):
         raise UserError(
             f"{what} {checkpoint} was trained on {meta['dataset']}, not {bundle.name}; pass --dataset {meta['dataset']}"
@@ -137,20 +126,6 @@ def load_model(
         net = load_checkpoint(checkpoint)[0]
     check_fits(net, bundle, f"{what} {checkpoint}")
     return net, meta
-
-
-def previously_forgotten(meta: dict[str, Any]) -> list[int]:
-    """Sample ids forgotten by earlier requests on this checkpoint (recorded in its sidecar by the recipe)."""
-    ids = meta.get("forgotten_ids") or []
-    if isinstance(ids, (str, bytes)) or not isinstance(ids, (list, tuple)):
-        ids = None
-    try:
-        return sorted({int(i) for i in ids})  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise UserError(
-            "the checkpoint sidecar's forgotten_ids is not a list of sample ids; restore the sidecar "
-            "written by `lotus-unlearn unlearn`"
-        ) from None
 
 
 def forget_request(
@@ -174,28 +149,45 @@ def experiment(
     train_size: int | None = None,
     data_args: dict[str, Any] | None = None,
     seed: int = 0,
-) -> tuple[Experiment, int | None, dict[str, Any]]:
-    """Load the dataset as the checkpoint was trained (its sidecar's train_size and data options unless given) and
-    split it by `request` (a ForgetRequest or a saved Split). Returns (experiment, train_size, data_args)."""
+) -> tuple[Experiment, CheckpointRecord, dict[str, Any]]:
+    """Load the dataset as the checkpoint was trained (the training subset it records, whatever `seed`; its data
+    options unless given) and split it by `request` (a ForgetRequest or a saved Split). Returns (experiment, the
+    checkpoint's record with the training subset loaded, data_args)."""
+    from lotus_unlearn.checkpoint import read_meta, read_record
+    from lotus_unlearn.ids import listing_command, subset_of, verify_subset
     from lotus_unlearn.pipeline import prepare
 
     if isinstance(dataset, DatasetBundle):
         split = request if isinstance(request, Split) else request.resolve(dataset, seed)
         forget, retain = split.apply(dataset.train)
-        return Experiment(dataset, split, forget, retain), train_size, dict(data_args or {})
+        subset = TrainSubset.of(dataset.name, dataset.train.ids.tolist(), train_size, seed)
+        record = CheckpointRecord(DeletionHistory(), subset, "none")
+        return Experiment(dataset, split, forget, retain), record, dict(data_args or {})
     check_data_root(data_root)
-    meta: dict[str, Any] = {}
+    record, meta = CheckpointRecord(DeletionHistory(), None, "none"), {}
+    size, subset_seed = train_size, None
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
-        meta = read_sidecar(checkpoint)
-    size = train_size if train_size is not None else meta.get("train_size")
+        record, meta = read_record(checkpoint), read_meta(checkpoint)
+        size, subset_seed = subset_of(checkpoint, record, meta, train_size)
+        if isinstance(request, ForgetRequest):
+            request.listing = listing_command(checkpoint)
     if data_args is None:
         saved = meta.get("data_args")
         data_args = dict(saved) if isinstance(saved, dict) else {}
     root = None if data_root is None else str(data_root)
-    exp = prepare(dataset, request, seed=seed, data_root=root, train_size=size, data_args=data_args)
-    return exp, size, data_args
+    exp = prepare(
+        dataset, request, seed=seed, data_root=root, train_size=size, data_args=data_args, subset_seed=subset_seed
+    )
+    if checkpoint is not None:
+        verify_subset(exp.bundle, record, checkpoint)
+    if record.train_subset is None:
+        loaded = TrainSubset.of(
+            exp.bundle.name, exp.bundle.train.ids.tolist(), size, seed if subset_seed is None else subset_seed
+        )
+        record = CheckpointRecord(record.history, loaded, record.source)
+    return exp, record, data_args
 
 
 def without(exp: Experiment, earlier: Sequence[int]) -> Experiment:
@@ -218,40 +210,54 @@ def without(exp: Experiment, earlier: Sequence[int]) -> Experiment:
 
 
 def gold_mismatches(
-    meta: dict[str, Any], *, dataset: str, train_size: int | None, seed: int, forgotten: Sequence[int]
+    gold: CheckpointRecord, meta: dict[str, Any], *, dataset: str, subset: TrainSubset, forgotten: Sequence[int]
 ) -> list[str]:
-    """How a gold model's sidecar differs from the request: it must have been retrained on the same dataset and
-    training subset (train size and, for a subset, its seed) without exactly the forgotten samples."""
-    want = Split(sorted(set(forgotten))).sha256
-    have = meta.get("forget_ids_sha256")
+    """How a gold model's record differs from the request: it must have been retrained on the same dataset and
+    training subset without exactly the forgotten samples (this request's and earlier requests')."""
+    from lotus_unlearn.utils import ids_sha256
+
+    want, n_want = ids_sha256(forgotten), len(set(forgotten))
+    if not gold.history.empty:
+        have, n_have = gold.history.sha256, len(gold.history.forgotten_ids)
+    else:  # a sidecar written before the weights carried the history, or no record: trained on everything
+        have, n_have = meta.get("forget_ids_sha256"), None
     out = []
     if have != want:
-        was = "none: trained on all training data" if not have else f"{str(have)[:12]}…"
-        out.append(f"forget set (gold {was}; this request {want[:12]}…, {len(set(forgotten))} ids)")
-    if meta.get("dataset") and not same_name(str(meta["dataset"]), dataset):
-        out.append(f"dataset (gold {meta['dataset']}, this request {dataset})")
-    if meta.get("train_size") != train_size:
-        out.append(f"train size (gold {meta.get('train_size')}, this request {train_size})")
-    elif train_size is not None and meta.get("seed") != seed:
-        out.append(f"training-subset seed (gold {meta.get('seed')}, this request {seed})")
+        was = "none: trained on every training sample" if not have else f"{n_have or '?'} ids, {str(have)[:12]}…"
+        out.append(f"forget set (gold: {was}; this request: {n_want} ids, {want[:12]}…)")
+    theirs = gold.train_subset
+    name = theirs.dataset if theirs is not None else meta.get("dataset")
+    if name and not same_name(str(name), dataset):
+        out.append(f"dataset (gold {name}, this request {dataset})")
+    elif theirs is not None and theirs.ids_sha256 != subset.ids_sha256:
+        out.append(
+            f"training subset (gold: {theirs.n_train} samples, train size {theirs.train_size}, seed {theirs.seed}; "
+            f"this request: {subset.n_train} samples, train size {subset.train_size}, seed {subset.seed})"
+        )
+    elif theirs is None and meta.get("train_size") != subset.train_size:
+        out.append(f"train size (gold {meta.get('train_size')}, this request {subset.train_size})")
+    elif theirs is None and subset.train_size is not None and meta.get("seed") != subset.seed:
+        out.append(f"training-subset seed (gold {meta.get('seed')}, this request {subset.seed})")
     return out
 
 
 def check_gold(
     path: Path,
-    meta: dict[str, Any],
     *,
     dataset: str,
-    train_size: int | None,
-    seed: int,
+    subset: TrainSubset,
     forgotten: Sequence[int],
     allow_mismatch: bool = False,
 ) -> dict[str, Any]:
-    """Compare a gold model's sidecar with the request. A mismatch raises one line unless `allow_mismatch`; the
-    returned record ({"status", "mismatches"}) goes into the report. No sidecar: accepted, status "no sidecar"."""
-    if not meta:
+    """Compare a gold checkpoint's record (weights header, else sidecar) with the request. A mismatch raises one line
+    unless `allow_mismatch`; the returned record ({"status", "mismatches"}) goes into the report. A checkpoint with
+    neither: accepted, status "no sidecar"."""
+    from lotus_unlearn.checkpoint import read_meta, read_record
+
+    record, meta = read_record(path), read_meta(path)
+    if record.source == "none" and not meta:
         return {"status": "no sidecar", "mismatches": []}
-    mismatches = gold_mismatches(meta, dataset=dataset, train_size=train_size, seed=seed, forgotten=forgotten)
+    mismatches = gold_mismatches(record, meta, dataset=dataset, subset=subset, forgotten=forgotten)
     if mismatches and not allow_mismatch:
         raise UserError(
             f"gold model {path} was not retrained for this request: {'; '.join(mismatches)}; retrain it with the "
@@ -262,40 +268,41 @@ def check_gold(
 
 def gold_model(
     gold: str | Path | nn.Module | None,
-    exp: Experiment,
+    req: _Request,
     *,
-    train_size: int | None,
-    seed: int,
-    forgotten: Sequence[int],
     model: str | None = None,
     model_args: dict[str, Any] | None = None,
     allow_mismatch: bool = False,
-    echo: Echo | None = None,
 ) -> tuple[nn.Module | None, dict[str, Any] | None]:
-    """The gold model and its check record (None, None without one). A model object is the caller's to vouch for."""
+    """The gold model and its check record (None, None without one); a warning line for a gold model that cannot be
+    checked or was allowed to differ. A model object is the caller's to vouch for."""
     if gold is None:
         return None, None
+    bundle = req.exp.bundle
     if isinstance(gold, nn.Module):
-        check_fits(gold, exp.bundle, "gold model")
+        check_fits(gold, bundle, "gold model")
         return gold, {"status": "not checked (a model object)", "mismatches": []}
-    net, meta = load_model(gold, exp.bundle, model, model_args, "gold model")
-    record = check_gold(
-        Path(gold),
-        meta,
-        dataset=exp.bundle.name,
-        train_size=train_size,
-        seed=seed,
-        forgotten=forgotten,
-        allow_mismatch=allow_mismatch,
+    path = Path(gold)
+    if not path.is_file():
+        raise UserError(f"gold model {path} does not exist; pass the path of a .safetensors or .pt file")
+    check = check_gold(
+        path, dataset=bundle.name, subset=req.subset, forgotten=req.forgotten, allow_mismatch=allow_mismatch
     )
-    if echo is not None and record["status"] == "no sidecar":
-        echo(
-            f"warning: gold model {gold} has no .json sidecar, so it cannot be checked to be retrained without this "
-            "forget set; JSD and Avg Gap assume it was"
+    net = load_model(path, bundle, model, model_args, "gold model")[0]
+    if check["status"] == "no sidecar":
+        warnings.warn(
+            f"gold model {gold} has no .json sidecar or recorded history, so it cannot be checked to be retrained "
+            "without this forget set; JSD and Avg Gap assume it was",
+            LotusWarning,
+            stacklevel=2,
         )
-    elif echo is not None and record["status"] == "mismatch allowed":
-        echo(f"warning: gold model {gold} does not match this request ({'; '.join(record['mismatches'])})")
-    return net, record
+    elif check["status"] == "mismatch allowed":
+        warnings.warn(
+            f"gold model {gold} does not match this request ({'; '.join(check['mismatches'])})",
+            LotusWarning,
+            stacklevel=2,
+        )
+    return net, check
 
 
 # --- the recipe -------------------------------------------------------------------------------------------------
@@ -339,11 +346,13 @@ def forget(
     echo: a callable for the status lines (None: silent).
     """
     from lotus_unlearn import distributed
+    from lotus_unlearn.history import report_record
     from lotus_unlearn.methods import get_method, request_kind
     from lotus_unlearn.methods.base import check_kind
     from lotus_unlearn.metrics import evaluate
     from lotus_unlearn.progress import verbosity
     from lotus_unlearn.report import build_report, hparams_text
+    from lotus_unlearn.utils import state_dict_hash
 
     started = time.perf_counter()
     say = echo or (lambda _text: None)
@@ -365,15 +374,7 @@ def forget(
     )
     exp = req.exp
     gold_net, gold_check = gold_model(
-        gold,
-        exp,
-        train_size=req.train_size,
-        seed=seed,
-        forgotten=req.forgotten,
-        model=model,
-        model_args=model_args,
-        allow_mismatch=allow_mismatched_gold,
-        echo=say,
+        gold, req, model=model, model_args=model_args, allow_mismatch=allow_mismatched_gold
     )
     kind = kind or request_kind(exp.forget, exp.retain)
 
@@ -387,21 +388,27 @@ def forget(
         metrics = evaluate(result.model, exp.splits, original=req.model, gold=gold_net, device=device, seed=seed)
         eval_seconds = time.perf_counter() - t_eval
 
+    input_sha = state_dict_hash(req.model)
+    history = req.record.history.add(exp.split.forget_ids, input_sha)
     report = build_report(
-        request=req.record(seed, gold),
+        request=req.request_record(seed, gold),
         split=exp.split,
         kind=kind,
         result=result,
         input_model=req.model,
         metrics=metrics,
-        lineage=req.lineage(),
+        lineage=req.lineage(input_sha),
         timings={"evaluate_seconds": eval_seconds, "total_seconds": time.perf_counter() - started},
-        extra={**({"gold_check": gold_check} if gold_check else {}), **(report_extra or {})},
+        extra={
+            **report_record(history, req.subset, req.record.source),
+            **({"gold_check": gold_check} if gold_check else {}),
+            **(report_extra or {}),
+        },
     )
     done = Forgotten(result.model, report, report["verdict"], exp.split, result)
     if out is not None and distributed.is_main():  # in a torchrun job rank 0 writes the outputs
         done.out = Path(out)
-        done.files = write_outputs(done, Path(out), req)
+        done.files = write_outputs(done, Path(out), req, history)
     return done
 
 
@@ -458,20 +465,12 @@ def audit(
     elif original is not None:
         orig = load_model(original, exp.bundle, model, model_args, "original model")[0]
     gold_net, gold_check = gold_model(
-        gold,
-        exp,
-        train_size=req.train_size,
-        seed=seed,
-        forgotten=req.forgotten,
-        model=model,
-        model_args=model_args,
-        allow_mismatch=allow_mismatched_gold,
-        echo=echo,
+        gold, req, model=model, model_args=model_args, allow_mismatch=allow_mismatched_gold
     )
     t_eval = time.perf_counter()
     metrics = evaluate(req.model, exp.splits, original=orig, gold=gold_net, device=device, seed=seed)
     report = build_report(
-        request={**req.record(seed, gold), "original": None if original is None else _label(original)},
+        request={**req.request_record(seed, gold), "original": None if original is None else _label(original)},
         split=exp.split,
         result=None,
         model=req.model,
@@ -495,27 +494,36 @@ def _label(thing: str | Path | nn.Module) -> str:
 
 @dataclass
 class _Request:
-    """A request's loaded inputs: the model, its sidecar, the split data (retain without earlier-forgotten ids)."""
+    """A request's loaded inputs: the model, its sidecar and record (deletion history, training subset), the split
+    data (the retain set without the ids forgotten earlier)."""
 
     model: nn.Module
     meta: dict[str, Any]
+    record: CheckpointRecord
     path: Path | None
     exp: Experiment
     dataset: str
-    train_size: int | None
     data_args: dict[str, Any]
-    earlier: list[int]
+
+    @property
+    def subset(self) -> TrainSubset:
+        assert self.record.train_subset is not None  # `experiment` fills it in
+        return self.record.train_subset
+
+    @property
+    def earlier(self) -> tuple[int, ...]:
+        return self.record.history.forgotten_ids
 
     @property
     def forgotten(self) -> list[int]:
         """Every sample this model must not know once the request is done: earlier requests' and this one's."""
         return sorted(set(self.earlier) | set(self.exp.split.forget_ids))
 
-    def record(self, seed: int, gold: str | Path | nn.Module | None) -> dict[str, Any]:
+    def request_record(self, seed: int, gold: str | Path | nn.Module | None) -> dict[str, Any]:
         """The report's account of the request's inputs."""
         return {
             "dataset": self.dataset,
-            "train_size": self.train_size,
+            "train_size": self.subset.train_size,
             **({"data_args": self.data_args} if self.data_args else {}),
             "seed": seed,
             "checkpoint": None if self.path is None else str(self.path),
@@ -523,14 +531,10 @@ class _Request:
             "classes": self.exp.bundle.classes,
         }
 
-    def lineage(self) -> dict[str, Any]:
+    def lineage(self, input_sha256: str) -> dict[str, Any]:
         from lotus_unlearn.report import lineage_of
-        from lotus_unlearn.utils import state_dict_hash
 
-        return {
-            **lineage_of(self.path, self.meta, state_dict_hash(self.model)),
-            "previously_forgotten": len(self.earlier),
-        }
+        return {**lineage_of(self.path, self.meta, input_sha256), "previously_forgotten": len(self.earlier)}
 
 
 def _load_request(
@@ -546,15 +550,17 @@ def _load_request(
     seed: int,
 ) -> _Request:
     """Load the model and the split data, leaving the samples earlier requests forgot out of the retain set."""
+    from lotus_unlearn.checkpoint import read_meta
+
     path = None if isinstance(checkpoint, nn.Module) else Path(checkpoint)
     if path is not None and not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass the path of a .safetensors or .pt file")
-    meta = read_sidecar(path) if path is not None else {}
+    meta = read_meta(path) if path is not None else {}
     if dataset is None:
         dataset = meta.get("dataset")
         if not dataset:
             raise UserError("say which dataset the model was trained on: pass dataset= (--dataset)")
-    exp, size, args = experiment(
+    exp, record, args = experiment(
         dataset,
         request,
         checkpoint=path,
@@ -568,20 +574,19 @@ def _load_request(
     else:
         net = checkpoint
         check_fits(net, exp.bundle, "model")
-    earlier = previously_forgotten(meta)
     name = exp.bundle.name if isinstance(dataset, DatasetBundle) else str(dataset)
-    return _Request(net, meta, path, without(exp, earlier), name, size, args, earlier)
+    return _Request(net, meta, record, path, without(exp, record.history.forgotten_ids), name, args)
 
 
-def write_outputs(done: Forgotten, out: Path, req: _Request) -> list[Path]:
-    """model.safetensors (its sidecar with the whole deletion history and every forgotten id), split.json and the
-    report files."""
+def write_outputs(done: Forgotten, out: Path, req: _Request, history: DeletionHistory) -> list[Path]:
+    """model.safetensors (the deletion history and training subset in its header, mirrored in its sidecar),
+    split.json and the report files."""
     from lotus_unlearn.checkpoint import save_checkpoint
     from lotus_unlearn.data import save_split
     from lotus_unlearn.report import history_entry, write_report
 
     report = done.report
-    history = [*report["lineage"]["history"], history_entry(report, out / "report.json")]
+    entries = [*report["lineage"]["history"], history_entry(report, out / "report.json")]
     weights = save_checkpoint(
         done.model,
         out / "model.safetensors",
@@ -589,14 +594,15 @@ def write_outputs(done: Forgotten, out: Path, req: _Request) -> list[Path]:
             "role": "unlearned",
             "method": done.result.method,
             "dataset": req.dataset,
-            "train_size": req.train_size,
+            "train_size": req.subset.train_size,
             **({"data_args": req.data_args} if req.data_args else {}),
             "forget_ids_sha256": done.split.sha256,
             "parent_weights_sha256": report["weights"]["input_sha256"],
             "report": "report.json",
-            "deletion_history": history,
-            "forgotten_ids": req.forgotten,
+            "deletion_history": entries,
         },
+        history=history,
+        train_subset=req.subset,
     )
     save_split(done.split, out / "split.json")
     return [weights, out / "split.json", *write_report(report, out)]

@@ -21,10 +21,12 @@ from lotus_unlearn.errors import UserError
 
 @dataclass(frozen=True)
 class Augment:
-    """Train-time augmentation applied to a whole normalised batch: random crop with zero padding, h-flip."""
+    """Train-time augmentation applied to a whole normalised batch: random crop after padding (`pad_mode`
+    "constant": zeros, "replicate": edge pixels), h-flip."""
 
     crop_padding: int = 0
     flip: bool = False
+    pad_mode: str = "constant"
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -33,7 +35,7 @@ class Augment:
             x = torch.where(flip.view(n, 1, 1, 1).to(x.device), x.flip(3), x)
         p = self.crop_padding
         if p > 0:
-            padded = F.pad(x, (p, p, p, p))
+            padded = F.pad(x, (p, p, p, p), mode=self.pad_mode)
             dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
             dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
             rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
@@ -51,7 +53,9 @@ class Augment:
 class TensorData(Dataset):
     """Images (N, C, H, W; uint8 in [0, 255] or float), int64 labels and stable int64 sample ids.
 
-    Normalisation `(x / 255 - mean) / std` (uint8) or `(x - mean) / std` (float) happens per batch.
+    Normalisation `(x / 255 - mean) / std` (uint8) or `(x - mean) / std` (float) happens per batch, after
+    resizing to `size` x `size` when given (bilinear; uint8 images are rounded to whole pixel values, as an 8-bit
+    image resize gives), so 32-pixel CIFAR feeds a 224-pixel ViT without holding 224-pixel copies in memory.
     `augment` is the train-time augmentation methods use when their `augment` option is on.
     """
 
@@ -65,6 +69,7 @@ class TensorData(Dataset):
         std: Sequence[float] | None = None,
         augment: Augment | None = None,
         classes: Sequence[str] | None = None,
+        size: int | None = None,
     ) -> None:
         if images.ndim != 4:
             raise UserError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
@@ -78,6 +83,7 @@ class TensorData(Dataset):
         self.std = torch.tensor(std if std is not None else [1.0] * c, dtype=torch.float32).view(1, c, 1, 1)
         self.augment = augment
         self.classes = list(classes) if classes is not None else None
+        self.size = size
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -87,8 +93,21 @@ class TensorData(Dataset):
 
     def normalized(self, index: torch.Tensor) -> torch.Tensor:
         x = self.images[index]
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        uint8 = x.dtype == torch.uint8
+        x = x.float()
+        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+            if uint8:
+                x = x.round_().clamp_(0.0, 255.0)
+        if uint8:
+            x = x.div_(255.0)
         return (x - self.mean) / self.std
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one normalised item (after the resize to `size`)."""
+        c, h, w = (int(d) for d in self.images.shape[1:])
+        return (c, self.size, self.size) if self.size is not None else (c, h, w)
 
     def subset(self, positions: torch.Tensor | Sequence[int]) -> TensorData:
         pos = torch.as_tensor(positions, dtype=torch.long)
@@ -100,6 +119,7 @@ class TensorData(Dataset):
             std=self.std.flatten().tolist(),
             augment=self.augment,
             classes=self.classes,
+            size=self.size,
         )
 
     def select_ids(self, ids: torch.Tensor | Sequence[int]) -> TensorData:
@@ -113,10 +133,17 @@ class TensorData(Dataset):
 
 
 def concat(parts: Sequence[Dataset]) -> Dataset:
-    """Concatenate datasets; stays a TensorData (fast path) when every part is one with equal normalisation."""
+    """Concatenate datasets; stays a TensorData (fast path) when every part is one with equal normalisation,
+    stored image shape and resize."""
     if all(isinstance(p, TensorData) for p in parts):
         first = parts[0]
-        if all(torch.equal(p.mean, first.mean) and torch.equal(p.std, first.std) for p in parts):
+        if all(
+            torch.equal(p.mean, first.mean)
+            and torch.equal(p.std, first.std)
+            and p.images.shape[1:] == first.images.shape[1:]
+            and p.size == first.size
+            for p in parts
+        ):
             return TensorData(
                 torch.cat([p.images for p in parts]),
                 torch.cat([p.labels for p in parts]),
@@ -125,6 +152,7 @@ def concat(parts: Sequence[Dataset]) -> Dataset:
                 std=first.std.flatten().tolist(),
                 augment=first.augment,
                 classes=first.classes,
+                size=first.size,
             )
     return ConcatDataset(list(parts))
 

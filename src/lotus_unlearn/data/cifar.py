@@ -3,8 +3,12 @@
 The batches are pickles of dicts of NumPy arrays and lists. They are read with a restricted unpickler that
 resolves only what NumPy array reconstruction needs (`numpy...multiarray._reconstruct`, `numpy.ndarray`,
 `numpy.dtype`, `_codecs.encode` for re-saved files) and refuses every other global, so a tampered file cannot
-run code. Our own reader, no torchvision. Normalisation is spec §3.2's; training augmentation is a random
-32x32 crop with 4 pixels of zero padding and no flip, as the reference code.
+run code. Our own reader, no torchvision. Training augmentation is a random 32x32 crop with 4 pixels of zero
+padding and no flip, as the LoTUS code.
+
+Options (`--data-arg key=value`, `data_args:` in a bench config): size (resize every image to size x size,
+bilinear, batch by batch, so `size=224` feeds a ViT-B/16 while memory holds the 32-pixel originals), normalize
+(cifar, the default and the LoTUS code's values; vit for google/vit-base-patch16-224; imagenet; none).
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ import numpy as np
 import torch
 
 from lotus_unlearn.data.base import Augment, TensorData
+from lotus_unlearn.data.normalize import normalization, whole
 from lotus_unlearn.data.registry import DatasetBundle, register_dataset, split_val_test
 from lotus_unlearn.errors import UserError
 
-MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)  # spec §3.2, for CIFAR-10 and CIFAR-100
 AUGMENT = Augment(crop_padding=4, flip=False)
 
 # (module, name) pairs the unpickler may resolve: NumPy array and dtype reconstruction only
@@ -139,8 +143,10 @@ def read_batches(folder: Path, files: list[str], label_key: str, num_classes: in
     return np.concatenate(images), np.concatenate(labels)
 
 
-def load_cifar(name: str, root: str | Path | None, seed: int) -> DatasetBundle:
+def load_cifar(name: str, root: str | Path | None, seed: int, size: Any = None, normalize: Any = None) -> DatasetBundle:
     layout = LAYOUTS[name]
+    size = whole(size, "size")
+    mean, std = normalization(normalize, None, None, 3, "cifar")
     folder = find_folder(name, root)
     meta = load_pickle(folder / layout["meta"])
     if layout["names"] not in meta:
@@ -154,10 +160,11 @@ def load_cifar(name: str, root: str | Path | None, seed: int) -> DatasetBundle:
         return TensorData(
             torch.from_numpy(np.ascontiguousarray(x)),
             torch.from_numpy(y),
-            mean=MEAN,
-            std=STD,
+            mean=mean,
+            std=std,
             augment=AUGMENT,
             classes=classes,
+            size=size if size != 32 else None,
         )
 
     train = make(layout["train"])
@@ -166,12 +173,16 @@ def load_cifar(name: str, root: str | Path | None, seed: int) -> DatasetBundle:
 
 
 @register_dataset("cifar10")
-def cifar10(root: str | Path | None = None, seed: int = 0) -> DatasetBundle:
+def cifar10(
+    root: str | Path | None = None, seed: int = 0, *, size: int | None = None, normalize: str | None = None
+) -> DatasetBundle:
     """CIFAR-10: 50k train (ids = position in data_batch_1..5); the 10k test batch split 5k/5k into val/test."""
-    return load_cifar("cifar10", root, seed)
+    return load_cifar("cifar10", root, seed, size, normalize)
 
 
 @register_dataset("cifar100")
-def cifar100(root: str | Path | None = None, seed: int = 0) -> DatasetBundle:
+def cifar100(
+    root: str | Path | None = None, seed: int = 0, *, size: int | None = None, normalize: str | None = None
+) -> DatasetBundle:
     """CIFAR-100 (fine labels): 50k train (ids = position in `train`); `test` split 5k/5k into val/test."""
-    return load_cifar("cifar100", root, seed)
+    return load_cifar("cifar100", root, seed, size, normalize)

@@ -13,7 +13,8 @@ needs it, so evaluating N images holds one batch of pixels at a time. Our own re
 
 Options (`--data-arg key=value`): size (square side after resize + centre crop; default: keep the files' own
 size, which must then be equal), resize (shorter side before the centre crop; default: size; ImageNet: 256 for
-224), channels (3 = RGB, 1 = grayscale; default: 1 when the first training image is grayscale, else 3), mean / std (default ImageNet's), per_class (keep the first k training
+224), channels (3 = RGB, 1 = grayscale; default: 1 when the first training image is grayscale, else 3), normalize (a named normalisation: cifar, imagenet, vit, tinyimagenet,
+none; default imagenet, 0.5 / 0.5 for grayscale), mean / std (override normalize), per_class (keep the first k training
 files of each class), in_memory (true / false / auto), memory_mb (auto's limit), crop_padding and flip
 (training augmentation, off by default).
 """
@@ -21,6 +22,7 @@ files of each class), in_memory (true / false / auto), memory_mb (auto's limit),
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,12 @@ import torch
 from torch.utils.data import Dataset
 
 from lotus_unlearn.data.base import Augment, TensorData
+from lotus_unlearn.data.normalize import Stats, flag, normalization, whole
 from lotus_unlearn.data.registry import DatasetBundle, register_dataset, split_val_test
 from lotus_unlearn.errors import UserError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+GRAY = ((0.5,), (0.5,))  # the default normalisation of grayscale folders
 MEMORY_MB = 2048  # `in_memory=auto` decodes into memory when the uint8 pixels take at most this much
 
 
@@ -43,6 +46,15 @@ def _pil() -> Any:
     except ImportError:  # pragma: no cover - Pillow comes with matplotlib
         raise UserError("image folders need Pillow: pip install pillow") from None
     return Image
+
+
+def grayscale(path: Path) -> bool:
+    """Whether an image file is stored in a one-channel mode (an unreadable file: no; decoding names it later)."""
+    try:
+        with _pil().open(path) as im:
+            return im.mode in ("1", "L", "LA", "I", "I;16", "F")
+    except (OSError, ValueError):
+        return False
 
 
 def is_image(path: Path) -> bool:
@@ -186,22 +198,33 @@ def _unlabelled(folder: Path, classes: list[str]) -> bool:
     )
 
 
+def annotated_files(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
+    """TinyImageNet's held-out layout: FOLDER/images/<file> labelled by FOLDER/val_annotations.txt lines
+    `<file> TAB <class> ...`; files sorted by name. One line naming the file for a bad line or a missing image."""
+    annotations = folder / "val_annotations.txt"
+    index = {c: k for k, c in enumerate(classes)}
+    paths, labels = [], []
+    for line_no, line in enumerate(annotations.read_text().splitlines(), 1):
+        parts = line.split("\t") if "\t" in line else line.split()
+        if not parts or not parts[0].strip():
+            continue
+        if len(parts) < 2 or parts[1] not in index:
+            raise UserError(f"{annotations} line {line_no} names no known class ({line.strip()[:60]!r}); fix it")
+        paths.append(folder / "images" / parts[0])
+        labels.append(index[parts[1]])
+    if not paths:
+        raise UserError(f"{annotations} lists no images; expected lines `<file> TAB <class>`")
+    missing = [q for q in paths if not q.is_file()]
+    if missing:
+        raise UserError(f"{annotations} names {len(missing)} missing image(s), e.g. {missing[0]}; restore them")
+    order = sorted(range(len(paths)), key=lambda i: paths[i].name)
+    return [paths[i] for i in order], [labels[i] for i in order]
+
+
 def _labelled_files(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
     """Files and labels of a held-out folder: class sub-folders, or TinyImageNet's images/ + annotations."""
-    annotations = folder / "val_annotations.txt"
-    if annotations.is_file() and (folder / "images").is_dir():
-        index = {c: k for k, c in enumerate(classes)}
-        paths, labels = [], []
-        for line_no, line in enumerate(annotations.read_text().splitlines(), 1):
-            parts = line.split("\t") if "\t" in line else line.split()
-            if not parts or not parts[0].strip():
-                continue
-            if len(parts) < 2 or parts[1] not in index:
-                raise UserError(f"{annotations} line {line_no} names no known class ({line.strip()[:60]!r}); fix it")
-            paths.append(folder / "images" / parts[0])
-            labels.append(index[parts[1]])
-        order = sorted(range(len(paths)), key=lambda i: paths[i].name)
-        return [paths[i] for i in order], [labels[i] for i in order]
+    if (folder / "val_annotations.txt").is_file() and (folder / "images").is_dir():
+        return annotated_files(folder, classes)
     found = _class_dirs(folder)
     unknown = sorted(set(found) - set(classes))
     if unknown:
@@ -223,46 +246,6 @@ def _labelled_files(folder: Path, classes: list[str]) -> tuple[list[Path], list[
     return paths, labels
 
 
-def _floats(value: Any, name: str, channels: int) -> tuple[float, ...]:
-    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list | tuple) else [value]
-    try:
-        out = tuple(float(v) for v in items)
-    except (TypeError, ValueError):
-        raise UserError(
-            f"data option {name}={value!r} is not a list of numbers; write e.g. {name}=0.5,0.5,0.5"
-        ) from None
-    if len(out) == 1:
-        out = out * channels
-    if len(out) != channels or (name == "std" and min(out) <= 0):
-        raise UserError(
-            f"data option {name} needs {channels} {'positive ' if name == 'std' else ''}numbers, got {value!r}"
-        )
-    return out
-
-
-def _flag(value: Any, name: str) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in ("auto", "none"):
-        return None
-    if text in ("true", "1", "yes", "false", "0", "no"):
-        return text in ("true", "1", "yes")
-    raise UserError(f"data option {name}={value!r} is not true, false or auto")
-
-
-def _int(value: Any, name: str, minimum: int = 1) -> int | None:
-    if value is None:
-        return None
-    try:
-        out = int(value)
-    except (TypeError, ValueError):
-        raise UserError(f"data option {name}={value!r} is not a whole number") from None
-    if out < minimum or (isinstance(value, float) and not value.is_integer()):
-        raise UserError(f"data option {name} must be a whole number >= {minimum}, got {value!r}")
-    return out
-
-
 @register_dataset("imagefolder")
 def imagefolder(
     root: str | Path | None = None,
@@ -271,6 +254,7 @@ def imagefolder(
     size: int | None = None,
     resize: int | None = None,
     channels: int | None = None,
+    normalize: str | None = None,
     mean: Any = None,
     std: Any = None,
     per_class: int | None = None,
@@ -285,16 +269,12 @@ def imagefolder(
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist; pass the folder holding train/ and val/ (or test/)")
-    size, resize, per_class = _int(size, "size"), _int(resize, "resize"), _int(per_class, "per_class")
-    channels = _int(channels, "channels")
+    per_class = whole(per_class, "per_class")
+    channels = whole(channels, "channels")
     if channels is not None and channels not in (1, 3):
         raise UserError(f"data option channels must be 1 (grayscale) or 3 (RGB), got {channels}")
-    if resize is not None and size is None:
-        raise UserError("data option resize needs size (the centre crop after resizing); pass size=N too")
-    if resize is not None and size is not None and resize < size:
-        raise UserError(f"data option resize={resize} is smaller than size={size}; pass resize >= size")
-    keep_in_memory = _flag(in_memory, "in_memory")
-    augment = Augment(crop_padding=_int(crop_padding, "crop_padding", 0) or 0, flip=bool(_flag(flip, "flip")))
+    ImageView.parse(size, resize, normalize, mean, std, channels or 3, "imagenet")  # bad options before any file
+    augment = Augment(crop_padding=whole(crop_padding, "crop_padding", 0) or 0, flip=bool(flag(flip, "flip")))
 
     train_dir = root / "train"
     if not train_dir.is_dir():
@@ -321,41 +301,87 @@ def imagefolder(
         paths, labels, ids = [paths[i] for i in keep], [labels[i] for i in keep], ids[keep]
 
     if channels is None:  # a grayscale folder stays one channel unless channels=3 is asked for
-        try:
-            with _pil().open(paths[0]) as im:
-                channels = 1 if im.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
-        except (OSError, ValueError):  # unreadable: decode below names the file
-            channels = 3
-    default_mean, default_std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
-    mean_t = _floats(mean if mean is not None else default_mean, "mean", channels)
-    std_t = _floats(std if std is not None else default_std, "std", channels)
-    mode = "RGB" if channels == 3 else "L"
-    first = decode(paths[0], mode, size, resize)
+        channels = 1 if grayscale(paths[0]) else 3
+    view = ImageView.parse(size, resize, normalize, mean, std, channels, "imagenet" if channels == 3 else GRAY)
+    held_sets = [_labelled_files(root / d, classes) for d in held]
+    return build_bundle(
+        "imagefolder",
+        (paths, labels, ids),
+        held_sets,
+        classes,
+        view,
+        augment,
+        seed=seed,
+        in_memory=in_memory,
+        memory_mb=memory_mb,
+    )
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """How files become model inputs: colour mode, optional resize + centre crop, normalisation."""
+
+    mode: str
+    size: int | None
+    resize: int | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def parse(
+        cls, size: Any, resize: Any, normalize: Any, mean: Any, std: Any, channels: int, default: str | Stats
+    ) -> ImageView:
+        """Validated data options (one line naming a bad one)."""
+        size, resize = whole(size, "size"), whole(resize, "resize")
+        if resize is not None and size is None:
+            raise UserError("data option resize needs size (the centre crop after resizing); pass size=N too")
+        if resize is not None and size is not None and resize < size:
+            raise UserError(f"data option resize={resize} is smaller than size={size}; pass resize >= size")
+        mean_t, std_t = normalization(normalize, mean, std, channels, default)
+        return cls("RGB" if channels == 3 else "L", size, resize, mean_t, std_t)
+
+
+def build_bundle(
+    name: str,
+    train: tuple[Sequence[Path], Sequence[int], Sequence[int] | np.ndarray],
+    held: Sequence[tuple[Sequence[Path], Sequence[int]]],
+    classes: list[str],
+    view: ImageView,
+    augment: Augment,
+    *,
+    seed: int,
+    in_memory: Any = None,
+    memory_mb: float = MEMORY_MB,
+) -> DatasetBundle:
+    """A bundle from file lists: `train` = (paths, labels, ids), `held` = one (paths, labels) held-out list
+    (split 50/50 stratified and seeded into val/test) or two (val, test as given). Files are decoded into memory
+    when `in_memory` is true, or when auto (None) and the pixels fit `memory_mb`."""
+    paths, labels, ids = train
+    first = decode(paths[0], view.mode, view.size, view.resize)
     shape = (int(first.shape[0]), int(first.shape[1]), int(first.shape[2]))
     common = {
         "image_shape": shape,
-        "mode": mode,
-        "size": size,
-        "resize": resize,
-        "mean": mean_t,
-        "std": std_t,
+        "mode": view.mode,
+        "size": view.size,
+        "resize": view.resize,
+        "mean": view.mean,
+        "std": view.std,
         "classes": classes,
+        "augment": augment,
     }
-    train = ImageFiles(paths, torch.as_tensor(labels), torch.as_tensor(ids), augment=augment, **common)
-    held_sets = []
-    for d in held:
-        p, y = _labelled_files(root / d, classes)
-        held_sets.append(ImageFiles(p, torch.as_tensor(y), torch.arange(len(p)), augment=augment, **common))
-    total = sum(len(s) for s in [train, *held_sets])
+    train_set = ImageFiles(paths, torch.as_tensor(labels), torch.as_tensor(np.asarray(ids)), **common)
+    held_sets = [ImageFiles(p, torch.as_tensor(y), torch.arange(len(p)), **common) for p, y in held]
+    keep_in_memory = flag(in_memory, "in_memory")
+    total = sum(len(s) for s in [train_set, *held_sets])
     if keep_in_memory is None:
         keep_in_memory = total * int(np.prod(shape)) <= float(memory_mb) * 2**20
     if keep_in_memory:
-        train, held_sets = train.load(), [s.load() for s in held_sets]
+        train_set, held_sets = train_set.load(), [s.load() for s in held_sets]
     if len(held_sets) == 2:
         val, test = held_sets
     else:
         val, test = split_val_test(held_sets[0], seed)
-    return DatasetBundle("imagefolder", train, val, test, classes)
+    return DatasetBundle(name, train_set, val, test, classes)
 
 
 def in_memory_bytes(bundle: DatasetBundle) -> int:

@@ -36,9 +36,7 @@ class DatasetBundle:
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        """(C, H, W) of one input; `train` is a TensorData or a dataset with an `image_shape` (ImageFiles)."""
-        if isinstance(self.train, TensorData):
-            return tuple(int(d) for d in self.train.images.shape[1:])
+        """(C, H, W) of one model input (TensorData and ImageFiles both say, after any resize)."""
         return tuple(int(d) for d in self.train.image_shape)
 
     @property
@@ -76,10 +74,16 @@ def register_dataset(name: str) -> Callable:
 
 
 def load_dataset(
-    name: str, *, root: str | Path | None = None, seed: int = 0, train_size: int | None = None, **options: Any
+    name: str,
+    *,
+    root: str | Path | None = None,
+    seed: int = 0,
+    train_size: int | None = None,
+    subset_seed: int | None = None,
+    **options: Any,
 ) -> DatasetBundle:
-    """Load a registered dataset; `train_size` keeps a seeded stratified subset of the training set; `options`
-    go to the dataset's loader (e.g. `size=224` for `imagefolder`)."""
+    """Load a registered dataset; `train_size` keeps a stratified subset of the training set, drawn with
+    `subset_seed` (default `seed`); `options` go to the dataset's loader (e.g. `size=224` for `imagefolder`)."""
     key = name.lower().replace("_", "-")
     if key not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
@@ -96,7 +100,7 @@ def load_dataset(
     if train_size is not None and train_size < len(bundle.train):
         if train_size <= 0:
             raise UserError(f"train_size must be positive, got {train_size}")
-        keep = stratified_subset(bundle.train.labels, train_size, seed)
+        keep = stratified_subset(bundle.train.labels, train_size, seed if subset_seed is None else subset_seed)
         bundle.train = bundle.train.subset(torch.as_tensor(np.sort(keep)))
     return bundle
 

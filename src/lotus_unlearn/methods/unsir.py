@@ -87,7 +87,7 @@ def noise_dataset(like: Dataset, noise: torch.Tensor, labels: torch.Tensor) -> D
         ids = -1 - torch.arange(len(labels))  # negative ids: not training samples
         return TensorData(
             images, labels.cpu(), ids, mean=like.mean.flatten().tolist(), std=like.std.flatten().tolist(),
-            augment=like.augment, classes=like.classes,
+            augment=like.augment, classes=like.classes, size=like.size,
         )  # fmt: skip
     return TensorDataset(noise.cpu(), labels.cpu())
 
@@ -98,7 +98,7 @@ def float_images(data: Dataset) -> Dataset:
     if isinstance(data, TensorData) and data.images.dtype == torch.uint8:
         return TensorData(
             data.images.float() / 255.0, data.labels, data.ids, mean=data.mean.flatten().tolist(),
-            std=data.std.flatten().tolist(), augment=data.augment, classes=data.classes,
+            std=data.std.flatten().tolist(), augment=data.augment, classes=data.classes, size=data.size,
         )  # fmt: skip
     return data
 

@@ -14,6 +14,7 @@ from lotus_unlearn.metrics.divergence import (
 from lotus_unlearn.metrics.evaluate import evaluate, random_init_copy
 from lotus_unlearn.metrics.mia import attack_views, cross_entropy_loss, entropy, mia, mia_holdout_accuracy
 from lotus_unlearn.metrics.predict import PredictionCache, Predictions, data_fingerprint, model_fingerprint, predict
+from lotus_unlearn.metrics.rfgap import rf_gap, rf_gap_terms, unseen_accuracy, val_halves
 from lotus_unlearn.metrics.summary import avg_gap, avg_gap_seeds, reference_avg_gap
 
 __all__ = [
@@ -37,9 +38,13 @@ __all__ = [
     "predict",
     "random_init_copy",
     "reference_avg_gap",
+    "rf_gap",
+    "rf_gap_terms",
     "rf_jsd",
     "rf_jsd_floor",
     "rf_jsd_reference_compat",
+    "unseen_accuracy",
+    "val_halves",
     "zrf",
     "zrf_reference_compat",
 ]

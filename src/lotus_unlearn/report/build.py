@@ -15,7 +15,14 @@ from lotus_unlearn.data import Split
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods import UnlearnResult
 from lotus_unlearn.report.verdict import verdict
-from lotus_unlearn.utils import _json_default, provenance, sha256_file, state_dict_hash, write_text_atomic
+from lotus_unlearn.utils import (
+    WEIGHTS_HASH_FORMAT,
+    _json_default,
+    provenance,
+    sha256_file,
+    state_dict_hash,
+    write_text_atomic,
+)
 
 FORMAT = "lotus-unlearn-report/1"
 REPORT_FILES = ("report.json", "report.md", "report.html")
@@ -72,6 +79,13 @@ FULL_ROWS = [
         "rf_jsd",
         "{:.5f}",
         "retrain-free JSD to the original model on unseen test data; compare with the noise floor",
+    ),
+    (
+        "RF-Gap",
+        "m",
+        "rf_gap",
+        "{:.4f}",
+        "retrain-free estimate of Avg Gap: targets from the original and unseen validation data; lower is better",
     ),
     (
         "true-class confidence (forget)",
@@ -191,7 +205,9 @@ def lineage_of(checkpoint: str | Path | None, meta: dict[str, Any], input_sha256
     role "unlearned"), link the previous request's report and carry its deletion history (oldest first)."""
     out: dict[str, Any] = {
         "parent_weights_sha256": input_sha256,
-        "sidecar_weights_match": None if meta.get("weights_sha256") is None else meta["weights_sha256"] == input_sha256,
+        "sidecar_weights_match": None
+        if meta.get("weights_sha256") is None or meta.get("weights_hash_format") != WEIGHTS_HASH_FORMAT
+        else meta["weights_sha256"] == input_sha256,
         "previous_report": None,
         "previous_report_sha256": None,
         "previous_output_matches": None,
