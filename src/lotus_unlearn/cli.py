@@ -413,7 +413,6 @@ def evaluate_cmd(
         data_args=parse_pairs(data_arg, "--data-arg") if data_arg else None,
         seed=seed,
         device=device,
-        echo=None if as_json else _echo,
     )
     if as_json:
         if is_main():  # in a torchrun job every rank has the same metrics; rank 0 prints them

@@ -432,7 +432,6 @@ def audit(
     data_args: dict[str, Any] | None = None,
     seed: int = 0,
     device: str = "auto",
-    echo: Echo | None = None,
 ) -> dict[str, Any]:
     """The audit report of a model unlearned by any tool: evaluate `checkpoint` on the split (a split.json or a
     Split, or ids / classes / fraction as in `forget`), retrain-free with the `original` model, against a checked
