@@ -1,4 +1,4 @@
-"""Train an original model, or retrain a gold model on the retain set with the same recipe (spec §3.4).
+"""Train an original model, or retrain a gold model on the retain set with the same recipe.
 
 SGD with momentum, a per-step learning-rate `schedule` (`warmup_linear`: linear warm-up then linear decay to 0, the
 ResNet recipe; `constant`: no scheduler, the ViT recipe; `cosine`: optional linear warm-up then cosine decay to 0),
