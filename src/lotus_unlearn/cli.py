@@ -501,6 +501,8 @@ def methods() -> None:
         for kind, values in cls.kind_defaults.items():
             text = ", ".join(f"{k}={v}" for k, v in values.items())
             console.print(f"  {kind}-wise requests: {text} (unless given)", highlight=False)
+        if cls.kind_note:
+            console.print(f"  per-kind defaults: {cls.kind_note}", highlight=False)
 
 
 @app.command()

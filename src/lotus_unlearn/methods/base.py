@@ -223,6 +223,7 @@ class Method:
     data_parallel: ClassVar[bool] = True
     # defaults per kind of request ("instance" / "class"), applied under the values the caller gives
     kind_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    kind_note: ClassVar[str] = ""  # for `lotus-unlearn methods`, where the per-kind defaults depend on a setting
 
     def __init__(self, kind: str | None = None, **hparams: Any) -> None:
         """`hparams` are the caller's explicit values; `kind` ("instance" or "class") says which per-kind

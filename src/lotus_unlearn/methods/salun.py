@@ -47,6 +47,7 @@ class Salun(Method):
         "Classification and Generation, ICLR 2024"
     )
     Config = SalunConfig
+    kind_note = "with base=lotus, LoTUS's per-kind defaults"
     notes = (
         "mask of the top 10% (SalUn's default: 50%); SalUn(LoTUS) was its best method on TinyImageNet. Other "
         "hyper-parameters are the base method's (SalUn's own RL runs: SGD, batch 256, lr tuned around 1e-2..1e-1)"
