@@ -209,3 +209,15 @@ def test_evaluate_out_writes_the_audit_of_any_model(trained, tmp_path, capsys) -
     assert "Audit of a model unlearned elsewhere" in html
     assert main([*args[:-1], str(tmp_path / "run" / "report.json")]) == 2  # --out that is a file
     assert "is a file" in capsys.readouterr().err
+
+
+def test_forget_a_model_object_on_a_loaded_dataset_by_ids(digits, digits_original) -> None:
+    ids = digits.train.ids[:5].tolist()
+    done = lu.forget(digits_original, dataset=digits, ids=ids, hparams={"epochs": 1}, device="cpu", verbose=False)
+    assert done.split.forget_ids == sorted(ids) and done.files == [] and done.out is None
+    req = done.report["request"]
+    assert req["checkpoint"] is None and req["dataset"] == "digits" and req["forget_kind"] == "instance"
+    assert done.report["deletion_record"]["forgotten_ids"] == sorted(ids)
+    assert done.verdict["status"] in ("forgotten", "not forgotten", "nothing to forget")
+    with pytest.raises(lu.UserError, match="exactly one of"):
+        lu.forget(digits_original, dataset=digits, ids=ids, fraction=0.1)
