@@ -250,6 +250,8 @@ def test_config_expands_to_cells_with_overrides():
         ({"methods": {"lotus": {"alpah": 2}}}, "unknown hyper-parameter"),
         ({"forget": [1.5]}, "fraction must be in"),
         ({"forget": [{"fraction": 0.1, "classes": [1]}]}, "exactly one of"),
+        ({"forget": [{"first": 10, "classes": [1]}]}, "exactly one of"),
+        ({"forget": [{"first": 0}]}, "forget first must be a whole number"),
         ({"models": [{"model": "cnn", "train": {"epoch": 3}}]}, "unknown training setting"),
         ({"seeds": [1, 1]}, "twice"),
     ],
@@ -370,3 +372,135 @@ def test_mlflow_missing_is_one_line(tmp_path, stub, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_mlflow)
     with pytest.raises(UserError, match="mlflow package"):
         runner.run_bench(parse_config(BASE), tmp_path / "r.sqlite", mlflow_uri="", echo=lambda s: None)
+
+
+# --- retrain-free benchmarks: gold: none, original from a weights file --------------------------------------------
+
+
+def _pretrained(tmp_path, width=4):
+    """A 'pretrained' original for digits: a cnn's state_dict saved as a bare safetensors file (not trained here)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from lotus_unlearn.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("cnn", num_classes=10, in_channels=1, image_size=8, width=width, hidden=16)
+    path = tmp_path / "original.safetensors"
+    save_file(net.state_dict(), str(path))
+    return path
+
+
+def _rf_config(path, **extra):
+    return {
+        "datasets": ["digits"],
+        "gold": "none",
+        "models": [{"model": "cnn", "model_kwargs": {"width": 4, "hidden": 16}, "original": str(path)}],
+        "forget": [0.1],
+        "methods": {"lotus": {"epochs": 1, "augment": False}, "finetune": {"epochs": 1, "augment": False}},
+        "seeds": [1, 2],
+        "device": "cpu",
+        "eval": {"n_boot": 10},
+        **extra,
+    }
+
+
+def test_gold_none_has_no_retrain_cells_and_keys_name_the_original(tmp_path):
+    path = _pretrained(tmp_path)
+    cfg = parse_config(_rf_config(path))
+    g = cfg.groups()[0]
+    assert [v.method for v in g.references] == ["original"]
+    assert len(g.cell_ids()) == 3  # original, lotus, finetune
+    key = cfg.cell_key(g, g.variants[0])
+    assert key["gold"] == "none" and key["original"]["path"] == str(path) and len(key["original"]["sha256"]) == 64
+    base = parse_config(BASE)
+    assert "gold" not in base.cell_key(*base.find_cell(base.groups()[0].cell_ids()[0]))  # old keys unchanged
+    with pytest.raises(UserError, match="`gold` must be train"):
+        parse_config({**BASE, "gold": False})
+    with pytest.raises(UserError, match="`original` of model cnn must be the path"):
+        parse_config({**BASE, "models": [{"model": "cnn", "original": 3}]})
+
+
+def test_original_file_missing_or_not_fitting_is_one_line_before_any_cell(tmp_path, stub):
+    missing = tmp_path / "nope.safetensors"
+    with pytest.raises(UserError, match=f"original weights {missing} do not exist"):
+        runner.run_bench(parse_config(_rf_config(missing)), tmp_path / "r.sqlite", echo=lambda s: None)
+    wide = _pretrained(tmp_path, width=8)  # another architecture than the config's width 4
+    with pytest.raises(UserError, match=f"original weights {wide} .*does not fit the model"):
+        runner.run_bench(parse_config(_rf_config(wide)), tmp_path / "r.sqlite", echo=lambda s: None)
+    assert stub.calls == []  # no cell ran
+
+
+def test_retrain_free_bench_end_to_end_table3_in_paper_units(tmp_path):
+    path = _pretrained(tmp_path)
+    cfg = parse_config(_rf_config(path, seeds=[1], train_size=400))
+    counts = runner.run_bench(cfg, tmp_path / "r.sqlite", echo=lambda s: None)
+    assert counts == {"total": 3, "skipped": 0, "ran": 3, "failed": 0}
+    rows = load_rows([tmp_path / "r.sqlite"])
+    orig = [r for r in rows if r["method"] == "original"]
+    assert all(r["seconds"] is None for r in orig)  # pretrained: no training time of ours
+    lotus = next(r for r in rows if r["method"] == "lotus")
+    assert "avg_gap" not in lotus["metrics"] and "jsd" not in lotus["metrics"]
+    assert lotus["metrics"]["rf_jsd_compat_x1e4"] > 0 and 0 <= lotus["metrics"]["mia"] <= 1
+    text = build_report(rows, tmp_path / "rep", units="paper")["markdown"]
+    head = next(line for line in text.splitlines() if line.startswith("| method"))
+    assert head == "| method | RF-JSD (×1e4) | time (min) | Acc_r | Acc_test | Acc_f | MIA |"
+    assert "| Original | " in text and "Retrain" not in head
+    assert "Avg Gap" not in head
+
+
+# --- paper units and the paper's published values ---------------------------------------------------------------
+
+
+def test_published_values_file_is_well_formed():
+    from lotus_unlearn.bench.paper import METRICS, published
+    from lotus_unlearn.bench.tables import NAMES
+
+    entries = published()
+    assert len(entries) >= 16
+    keys = [(e["benchmark"]["dataset"], e["benchmark"]["model"], str(e["benchmark"]["forget"])) for e in entries]
+    assert len(keys) == len(set(keys))  # one entry per benchmark
+    for e in entries:
+        assert e["source"] and e["values"]
+        for method, vals in e["values"].items():
+            assert method in NAMES and set(vals) <= set(METRICS), (e["source"], method)
+
+
+def test_report_in_paper_units_puts_published_values_next_to_ours(tmp_path):
+    rows = []
+    for r in hand_rows():
+        r.update(dataset="cifar10", forget="0.1-first_k", benchmark="cifar10/resnet18_ref/0.1-first_k")
+        r["config"] = {"model": "resnet18_ref"}
+        r["seconds"] = 60.0 * r["seed"]  # 1 and 2 minutes
+        r["metrics"].update(jsd_compat_x1e4=0.5, rf_jsd_compat_x1e4=10.0 + r["seed"])
+        rows.append(r)
+    out = build_report(rows, tmp_path, units="paper")
+    text = out["markdown"]
+    assert (
+        "| method | MIA | Acc_f | Acc_r | Acc_test | Avg Gap | Avg Gap (on means) | JSD (×1e4) | RF-JSD (×1e4) | time (min) |"
+        in text
+    )
+    assert "| 1.50 ± 0.50 |" in text  # time in minutes, mean ± std over the 2 seeds
+    assert "Next to the paper's published values" in text
+    assert (
+        "| LoTUS | RF-JSD (×1e4) | 11.5 ± 0.5 | 15.75 | LoTUS paper: instance-wise results, 10% forget set, ResNet18 / CIFAR-10, row lotus |"
+        in text
+    )
+    cmp = list(csv_reader((tmp_path / "paper_comparison.csv").read_text()))
+    lotus_time = next(r for r in cmp if r["method"] == "lotus" and r["metric"] == "minutes")
+    assert float(lotus_time["ours_mean"]) == pytest.approx(1.5) and float(lotus_time["paper"]) == 0.29
+    scrub = next(r for r in cmp if r["method"] == "scrub")
+    assert scrub["ours_mean"] == "" and scrub["paper"] == "0.075"  # not run here: the paper's value alone
+    assert (tmp_path / "results.csv").read_text().splitlines()[0].endswith("minutes_mean,minutes_std,best")
+    with pytest.raises(UserError, match="unknown units 'si'"):
+        build_report(rows, tmp_path, units="si")
+    # textbook units: the same tables with textbook JSD and seconds; the comparison is still in the paper's units
+    text = build_report(rows, tmp_path / "t")["markdown"]
+    assert "| JSD | RF-JSD | time (s) |" in text and "| 15.75 |" in text
+
+
+def csv_reader(text):
+    import csv
+    import io
+
+    return csv.DictReader(io.StringIO(text))

@@ -103,6 +103,16 @@ DataArgs = Annotated[
 ]
 
 
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Write into an --out that already holds a run; the earlier run is kept (never deleted) as an earlier "
+        "generation in the hidden folder .OUT.generations beside it.",
+    ),
+]
+
+
 @app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
     STATE["debug"] = debug
@@ -128,17 +138,19 @@ def demo(
     device: Device = "auto",
     data_root: DataRoot = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Retrain the original and gold models.")] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Embedded default end to end: train, forget 10%, LoTUS, evaluate, report.
 
     Example: lotus-unlearn demo --out runs/demo
     """
     from lotus_unlearn.demo import run_demo
-    from lotus_unlearn.request import check_data_root, check_output
+    from lotus_unlearn.outputs import check_output
+    from lotus_unlearn.request import check_data_root
 
     check_data_root(data_root)
-    check_output(out)
-    run_demo(out, device=device, data_root=data_root, use_cache=not no_cache, console=console)
+    check_output(out, overwrite)
+    run_demo(out, device=device, data_root=data_root, use_cache=not no_cache, console=console, overwrite=overwrite)
 
 
 @app.command()
@@ -202,11 +214,11 @@ def train(
     from lotus_unlearn.history import DeletionHistory, TrainSubset
     from lotus_unlearn.ids import dataset_listing
     from lotus_unlearn.pipeline import model_for, training_record
-    from lotus_unlearn.request import check_data_root, check_output, forget_request
+    from lotus_unlearn.request import check_data_root, check_output_file, forget_request
     from lotus_unlearn.train import train_model
 
     check_data_root(data_root)
-    check_output(out, is_file=True)
+    check_output_file(out)
     data_args = parse_pairs(data_arg, "--data-arg")
     bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **data_args)
     data, role, split = bundle.train, "original", None
@@ -289,6 +301,7 @@ def unlearn_cmd(
     seed: Seed = 0,
     device: Device = "auto",
     compile: Compile = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Make a checkpoint forget data; write the unlearned checkpoint and its audit report.
 
@@ -319,6 +332,7 @@ def unlearn_cmd(
         gold=gold,
         allow_mismatched_gold=allow_mismatched_gold,
         out=out,
+        overwrite=overwrite,
         model=model,
         model_args=parse_pairs(model_arg, "--model-arg"),
         train_size=train_size,
@@ -375,6 +389,7 @@ def evaluate_cmd(
         Path | None,
         typer.Option("--out", help="Write the full audit here: report.json, report.md, report.html (with plots)."),
     ] = None,
+    overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
     model_name: ModelName = None,
     model_arg: ModelArgs = None,
@@ -406,6 +421,7 @@ def evaluate_cmd(
         gold=gold,
         allow_mismatched_gold=allow_mismatched_gold,
         out=out,
+        overwrite=overwrite,
         model=model_name,
         model_args=parse_pairs(model_arg, "--model-arg"),
         train_size=train_size,
@@ -511,11 +527,17 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Output folder of `lotus
 
     Example: lotus-unlearn report runs/demo
     """
+    from lotus_unlearn.outputs import new_generation, verify_output
     from lotus_unlearn.report import load_report, write_report
 
-    report_dict = load_report(run_dir)
     folder = run_dir.parent if run_dir.name == "report.json" else run_dir
-    write_report(report_dict, folder)
+    verify_output(folder)
+    report_dict = load_report(folder)
+    if folder.is_symlink():  # an output folder of generations: the re-rendered report is a new generation
+        with new_generation(folder, overwrite=True, base=folder) as gen:
+            write_report(report_dict, gen.path)
+    else:
+        write_report(report_dict, folder)
     console.print(f"re-rendered {folder}/report.md and report.html from report.json")
 
 
@@ -549,6 +571,14 @@ def bench_run(
     mlflow_uri: Annotated[
         str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI (implies --mlflow).")
     ] = None,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            "--smoke",
+            help="The same config end to end at toy size (generated data in its format, minimum widths, one epoch, "
+            "first seed) in runs/smoke/NAME (or --results FOLDER), with its report in the paper's units.",
+        ),
+    ] = False,
 ) -> None:
     """Run a benchmark grid into a results store; resumes where a killed run stopped.
 
@@ -556,11 +586,23 @@ def bench_run(
       lotus-unlearn bench run configs/fashion_mnist.yaml --jobs 2
       lotus-unlearn bench run configs/quick.yaml --list-cells --results cells/
       lotus-unlearn bench run configs/quick.yaml --cell ID --results cells/cell-ID.json
+      lotus-unlearn bench run configs/paper/cifar10_resnet18.yaml --smoke
     """
     from lotus_unlearn.bench import list_cells as cells_of
     from lotus_unlearn.bench import load_config, run_bench
 
     cfg = load_config(config)
+    if smoke:
+        from lotus_unlearn.bench.smoke import run_smoke
+
+        if list_cells or cell is not None or mlflow or mlflow_uri is not None:
+            raise UserError("--smoke runs the whole config at toy size; drop --list-cells, --cell and --mlflow")
+        done = run_smoke(cfg, results, jobs=jobs, echo=console.print)
+        c = done["counts"]
+        console.print(f"smoke: {c['ran']} cell(s) run ({c['failed']} failed); report in {done['folder']}/report")
+        if c["failed"]:
+            raise typer.Exit(1)
+        return
     if list_cells:
         for line in cells_of(cfg, str(config), results):
             print(line)
@@ -589,17 +631,28 @@ def bench_report(
     out: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default: `report` beside the first results).")
     ] = None,
+    units: Annotated[
+        str,
+        typer.Option(
+            "--units",
+            help="textbook (JSD, RF-JSD as defined, time in s) or paper (the paper's units: JSD and RF-JSD in the "
+            "reference code's forms x1e4, time in min).",
+        ),
+    ] = "textbook",
 ) -> None:
-    """Tables (Markdown, CSV, LaTeX), the RF-JSD/JSD correlation, the alpha sweep and PNG plots from results.
+    """Tables (Markdown, CSV, LaTeX), the RF-JSD/JSD correlation, the alpha sweep and PNG plots from results; where
+    the LoTUS paper published the benchmark, its values next to ours (paper_comparison.csv).
 
-    Example: lotus-unlearn bench report runs/bench/fashion_mnist/results.sqlite --out docs/results
+    Examples:
+      lotus-unlearn bench report runs/bench/fashion_mnist/results.sqlite --out docs/results
+      lotus-unlearn bench report runs/bench/cifar10_resnet18/results.sqlite --units paper
     """
     from lotus_unlearn.bench import build_report, load_rows
 
     rows = load_rows(results)
     first = results[0]
     folder = out if out is not None else (first if first.is_dir() else first.parent) / "report"
-    written = build_report(rows, folder, sources=[str(p) for p in results])
+    written = build_report(rows, folder, sources=[str(p) for p in results], units=units)
     print(written["markdown"])  # plain: rich would read the Markdown image links as markup
     console.print(f"wrote {', '.join(sorted(written['files'].values()))}")
 

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from lotus_unlearn.metrics import reference_avg_gap
+from lotus_unlearn.outputs import check_output
 from lotus_unlearn.pipeline import ForgetRequest, prepare, train_cached
 from lotus_unlearn.report import rich_table
 from lotus_unlearn.request import forget
@@ -34,10 +35,13 @@ def run_demo(
     use_cache: bool = True,
     console: Console | None = None,
     config: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run the demo, print its table and write `out`; returns the report."""
+    """Run the demo, print its table and write `out` (an existing run there only with `overwrite`, which keeps
+    it as an earlier generation); returns the report."""
     cfg = {**DEMO, **(config or {})}
     console = console or Console()
+    check_output(out, overwrite)
     seed = cfg["seed"]
     exp = prepare(
         cfg["dataset"],
@@ -70,6 +74,7 @@ def run_demo(
         hparams=cfg["lotus"],
         gold=gold,
         out=out,
+        overwrite=overwrite,
         train_size=cfg["train_size"],
         seed=seed,
         device=device,

@@ -50,10 +50,11 @@ class Forgotten:
 # --- inputs -----------------------------------------------------------------------------------------------------
 
 
-def check_output(out: str | Path, is_file: bool = False) -> None:
-    """The output folder (or the folder of an output file) must be creatable: no part of its path may be a file."""
+def check_output_file(out: str | Path) -> None:
+    """The folder of an output file must be creatable: no part of its path may be a file. (Output folders:
+    `outputs.check_output`.)"""
     out = Path(out)
-    for parent in [*([] if is_file else [out]), *out.parents]:
+    for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise UserError(f"output path {out} cannot be created: {parent} is a file; choose another --out")
@@ -104,18 +105,23 @@ def load_model(
     """Load a checkpoint for `bundle`: rebuilt from its sidecar, or as `model` when given (or when there is no
     sidecar); then check that it was made for this dataset and fits its inputs and classes. Returns (model, sidecar)."""
     from lotus_unlearn.checkpoint import load_checkpoint, load_state_dict, load_weights, read_meta
+    from lotus_unlearn.outputs import verify_checkpoint_folder
     from lotus_unlearn.pipeline import model_for
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise UserError(f"{what} {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
+    verify_checkpoint_folder(checkpoint)
     state = load_state_dict(checkpoint)
     meta = read_meta(checkpoint)
     if meta.get("dataset") and not same_name(str(meta["dataset"]), bundle.name):
         raise UserError(
             f"{what} {checkpoint} was trained on {meta['dataset']}, not {bundle.name}; pass --dataset {meta['dataset']}"
         )
-    if model is not None or not meta.get("model"):
+    if model is not None and model == (meta.get("model") or {}).get("name"):
+        # the person named the sidecar's model (needed for code, `package.module:factory`): its arguments apply
+        net = load_checkpoint(checkpoint, name=model, **(model_args or {}))[0]
+    elif model is not None or not meta.get("model"):
         if model is None:
             raise UserError(
                 f"{what} {checkpoint} has no .json sidecar naming its architecture; pass --model NAME "
@@ -155,6 +161,7 @@ def experiment(
     checkpoint's record with the training subset loaded, data_args)."""
     from lotus_unlearn.checkpoint import read_meta, read_record
     from lotus_unlearn.ids import listing_command, subset_of, verify_subset
+    from lotus_unlearn.outputs import verify_checkpoint_folder
     from lotus_unlearn.pipeline import prepare
 
     if isinstance(dataset, DatasetBundle):
@@ -169,6 +176,7 @@ def experiment(
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
+        verify_checkpoint_folder(checkpoint)
         record, meta = read_record(checkpoint), read_meta(checkpoint)
         size, subset_seed = subset_of(checkpoint, record, meta, train_size)
         if isinstance(request, ForgetRequest):
@@ -285,10 +293,10 @@ def gold_model(
     path = Path(gold)
     if not path.is_file():
         raise UserError(f"gold model {path} does not exist; pass the path of a .safetensors or .pt file")
+    net = load_model(path, bundle, model, model_args, "gold model")[0]
     check = check_gold(
         path, dataset=bundle.name, subset=req.subset, forgotten=req.forgotten, allow_mismatch=allow_mismatch
     )
-    net = load_model(path, bundle, model, model_args, "gold model")[0]
     if check["status"] == "no sidecar":
         warnings.warn(
             f"gold model {gold} has no .json sidecar or recorded history, so it cannot be checked to be retrained "
@@ -322,6 +330,7 @@ def forget(
     gold: str | Path | nn.Module | None = None,
     allow_mismatched_gold: bool = False,
     out: str | Path | None = None,
+    overwrite: bool = False,
     model: str | None = None,
     model_args: dict[str, Any] | None = None,
     train_size: int | None = None,
@@ -342,7 +351,8 @@ def forget(
     ("instance" / "class", default: read from the split) picks the method's per-kind defaults, under `hparams`.
     gold: the model retrained without the forget set, for JSD and Avg Gap; refused when its sidecar names another
     request, unless `allow_mismatched_gold`. out: the folder for model.safetensors (with its sidecar), split.json
-    and report.json / .md / .html. verbose: progress bars or per-epoch lines (None: LOTUS_PROGRESS, else automatic).
+    and report.json / .md / .html, written all together or not at all; a folder that holds a run already only with
+    `overwrite` (the earlier run is kept as an earlier generation). verbose: progress bars or per-epoch lines (None: LOTUS_PROGRESS, else automatic).
     echo: a callable for the status lines (None: silent).
     """
     from lotus_unlearn import distributed
@@ -350,6 +360,7 @@ def forget(
     from lotus_unlearn.methods import get_method, request_kind
     from lotus_unlearn.methods.base import check_kind
     from lotus_unlearn.metrics import evaluate
+    from lotus_unlearn.outputs import check_output
     from lotus_unlearn.progress import verbosity
     from lotus_unlearn.report import build_report, hparams_text
     from lotus_unlearn.utils import state_dict_hash
@@ -360,7 +371,7 @@ def forget(
     hp = dict(hparams or {})
     cls(kind=check_kind(kind), **hp)  # names, types and kind are checked before any data is loaded
     if out is not None:
-        check_output(out)
+        check_output(out, overwrite)
     req = _load_request(
         checkpoint,
         dataset,
@@ -408,7 +419,7 @@ def forget(
     done = Forgotten(result.model, report, report["verdict"], exp.split, result)
     if out is not None and distributed.is_main():  # in a torchrun job rank 0 writes the outputs
         done.out = Path(out)
-        done.files = write_outputs(done, Path(out), req, history)
+        done.files = write_outputs(done, Path(out), req, history, overwrite)
     return done
 
 
@@ -425,6 +436,7 @@ def audit(
     gold: str | Path | nn.Module | None = None,
     allow_mismatched_gold: bool = False,
     out: str | Path | None = None,
+    overwrite: bool = False,
     model: str | None = None,
     model_args: dict[str, Any] | None = None,
     train_size: int | None = None,
@@ -435,14 +447,17 @@ def audit(
 ) -> dict[str, Any]:
     """The audit report of a model unlearned by any tool: evaluate `checkpoint` on the split (a split.json or a
     Split, or ids / classes / fraction as in `forget`), retrain-free with the `original` model, against a checked
-    `gold` model when given; judge it; with `out`, write report.json / .md / .html there. Returns the report."""
+    `gold` model when given; judge it; with `out`, write report.json / .md / .html there (all or nothing; over an
+    earlier output only with `overwrite`). Returns the report."""
     from lotus_unlearn.data import load_split
     from lotus_unlearn.metrics import evaluate
+    from lotus_unlearn.outputs import check_output, new_generation, verify_checkpoint_folder
     from lotus_unlearn.report import build_report, write_report
 
     if out is not None:
-        check_output(out)
+        check_output(out, overwrite)
     if isinstance(split, (str, Path)):
+        verify_checkpoint_folder(split)  # a split.json inside an output folder is read only if the folder is whole
         split = load_split(split)
     request = split if split is not None else forget_request(ids, classes, fraction, split_mode)
     req = _load_request(
@@ -483,7 +498,8 @@ def audit(
         from lotus_unlearn import distributed
 
         if distributed.is_main():
-            write_report(report, out)
+            with new_generation(out, overwrite) as gen:  # all files appear together, or none
+                write_report(report, gen.path)
     return report
 
 
@@ -577,31 +593,36 @@ def _load_request(
     return _Request(net, meta, record, path, without(exp, record.history.forgotten_ids), name, args)
 
 
-def write_outputs(done: Forgotten, out: Path, req: _Request, history: DeletionHistory) -> list[Path]:
+def write_outputs(
+    done: Forgotten, out: Path, req: _Request, history: DeletionHistory, overwrite: bool = False
+) -> list[Path]:
     """model.safetensors (the deletion history and training subset in its header, mirrored in its sidecar),
-    split.json and the report files."""
+    split.json and the report files, published together as one generation of `out`."""
     from lotus_unlearn.checkpoint import save_checkpoint
     from lotus_unlearn.data import save_split
+    from lotus_unlearn.outputs import new_generation
     from lotus_unlearn.report import history_entry, write_report
 
     report = done.report
-    entries = [*report["lineage"]["history"], history_entry(report, out / "report.json")]
-    weights = save_checkpoint(
-        done.model,
-        out / "model.safetensors",
-        {
-            "role": "unlearned",
-            "method": done.result.method,
-            "dataset": req.dataset,
-            "train_size": req.subset.train_size,
-            **({"data_args": req.data_args} if req.data_args else {}),
-            "forget_ids_sha256": done.split.sha256,
-            "parent_weights_sha256": report["weights"]["input_sha256"],
-            "report": "report.json",
-            "deletion_history": entries,
-        },
-        history=history,
-        train_subset=req.subset,
-    )
-    save_split(done.split, out / "split.json")
-    return [weights, out / "split.json", *write_report(report, out)]
+    with new_generation(out, overwrite) as gen:  # all files appear together, or none
+        entries = [*report["lineage"]["history"], history_entry(report, gen.final / "report.json")]
+        save_checkpoint(
+            done.model,
+            gen.path / "model.safetensors",
+            {
+                "role": "unlearned",
+                "method": done.result.method,
+                "dataset": req.dataset,
+                "train_size": req.subset.train_size,
+                **({"data_args": req.data_args} if req.data_args else {}),
+                "forget_ids_sha256": done.split.sha256,
+                "parent_weights_sha256": report["weights"]["input_sha256"],
+                "report": "report.json",
+                "deletion_history": entries,
+            },
+            history=history,
+            train_subset=req.subset,
+        )
+        save_split(done.split, gen.path / "split.json")
+        names = [p.name for p in write_report(report, gen.path)]
+    return [out / "model.safetensors", out / "split.json", *(out / n for n in names)]

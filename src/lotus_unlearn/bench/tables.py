@@ -38,6 +38,12 @@ class Column:
     title: str
     best: str  # "gold" (closest to the gold row's mean), "low" (lowest), "" (not marked)
     fmt: str
+    scale: float = 1.0  # shown = stored x scale (e.g. seconds -> minutes)
+    csv: str = ""  # its CSV name, when not `key`
+
+    @property
+    def field(self) -> str:
+        return self.csv or self.key
 
 
 COLUMNS = (
@@ -51,6 +57,28 @@ COLUMNS = (
     Column("rf_jsd", "RF-JSD", "low", ".2e"),
     Column("seconds", "time (s)", "low", ".1f"),
 )
+# the paper's units: JSD and RF-JSD in the reference code's forms x 1e4, time in minutes
+PAPER_COLUMNS = tuple(
+    {
+        "jsd": Column("jsd_compat_x1e4", "JSD (×1e4)", "low", ".2f"),
+        "rf_jsd": Column("rf_jsd_compat_x1e4", "RF-JSD (×1e4)", "low", ".2f"),
+        "seconds": Column("seconds", "time (min)", "low", ".2f", 1 / 60, "minutes"),
+    }.get(c.key, c)
+    for c in COLUMNS
+)
+UNITS = {"textbook": COLUMNS, "paper": PAPER_COLUMNS}
+# retrain-free benchmarks (no gold model): the paper's ImageNet-1k table, in its column order
+RETRAIN_FREE_ORDER = ("rf_jsd", "seconds", "acc_retain", "acc_test", "acc_forget", "mia")
+
+
+def table_columns(stats: Sequence[MethodStats], units: str = "textbook") -> tuple[Column, ...]:
+    """The columns of one benchmark's table in `units` ("textbook" or "paper"): all of them, or without a gold
+    row the retrain-free layout (RF-JSD, time, Acc_r, Acc_test, Acc_f, MIA)."""
+    cols = UNITS[units]
+    if any(s.method == GOLD for s in stats):
+        return cols
+    by_base = {base.key: c for base, c in zip(COLUMNS, cols, strict=True)}
+    return tuple(by_base[k] for k in RETRAIN_FREE_ORDER)
 
 
 @dataclass
@@ -149,7 +177,7 @@ def best_per_column(stats: Sequence[MethodStats], columns: Sequence[Column] = CO
 def cell_text(s: MethodStats, c: Column) -> str:
     if c.key not in s.mean:
         return "–"
-    m, sd = s.mean[c.key], s.std.get(c.key, float("nan"))
+    m, sd = s.mean[c.key] * c.scale, s.std.get(c.key, float("nan")) * c.scale
     if len(s.seeds) > 1 and np.isfinite(sd):
         return f"{m:{c.fmt}} ± {sd:{c.fmt}}"
     return f"{m:{c.fmt}}"
@@ -199,8 +227,8 @@ def csv_rows(benchmark: str, stats: Sequence[MethodStats], columns: Sequence[Col
     for s in stats:
         row: dict[str, Any] = {"benchmark": benchmark, "method": s.method, "n_seeds": len(s.seeds)}
         for c in columns:
-            row[f"{c.key}_mean"] = s.mean.get(c.key, "")
-            row[f"{c.key}_std"] = s.std.get(c.key, "")
+            row[f"{c.field}_mean"] = s.mean[c.key] * c.scale if c.key in s.mean else ""
+            row[f"{c.field}_std"] = s.std[c.key] * c.scale if c.key in s.std else ""
         row["best"] = " ".join(c.key for c in columns if s.method in best.get(c.key, ()))
         out.append(row)
     return out

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
 from lotus_unlearn.methods.base import (
+    FRACTION,
     Config,
+    Constraint,
     Context,
+    Interval,
     Method,
     distill_kl,
     forget_and_retain_subset,
@@ -38,6 +42,11 @@ class BadTeacherConfig(Config):
     optimizer: str = "adam"
     temperature: float = 1.0
     retain_fraction: float = 0.3
+
+    constraints: ClassVar[dict[str, Constraint]] = {
+        "temperature": Interval(0, None, "neither"),
+        "retain_fraction": FRACTION,
+    }
 
 
 def incompetent_teacher(model: nn.Module, seed: int, device: torch.device) -> nn.Module:

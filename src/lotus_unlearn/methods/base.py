@@ -36,9 +36,71 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
+@dataclass(frozen=True)
+class Interval:
+    """The values a numeric hyper-parameter may take: `low`..`high` (None: unbounded), ends included or not."""
+
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"  # which ends belong to the range: both, left, right or neither
+
+    def check(self, name: str, value: Any) -> str | None:
+        """An error message if `value` is out of range, else None."""
+        lo_in, hi_in = self.closed in ("both", "left"), self.closed in ("both", "right")
+        ok = (self.low is None or value > self.low or (lo_in and value == self.low)) and (
+            self.high is None or value < self.high or (hi_in and value == self.high)
+        )
+        return None if ok else f"hyper-parameter {name} must be {self}, got {value!r}; pass a value in that range"
+
+    def __str__(self) -> str:
+        lo_in, hi_in = self.closed in ("both", "left"), self.closed in ("both", "right")
+        lo, hi = (str(int(v)) if float(v).is_integer() else f"{v:g}" for v in (self.low or 0, self.high or 0))
+        if self.high is None:
+            return f"{'>=' if lo_in else '>'} {lo}"
+        if self.low is None:
+            return f"{'<=' if hi_in else '<'} {hi}"
+        return f"in {'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """The names a text hyper-parameter may take."""
+
+    values: tuple[str, ...]
+
+    def check(self, name: str, value: Any) -> str | None:
+        return None if value in self.values else f"unknown {name} {value!r}; accepted: {', '.join(self.values)}"
+
+
+class DeviceName:
+    """A device `resolve_device` accepts on this machine (auto, cpu, cuda, cuda:N, mps)."""
+
+    def check(self, name: str, value: Any) -> str | None:
+        resolve_device(value)  # raises the one-line UserError naming the device
+        return None
+
+
+Constraint = Interval | OneOf | DeviceName
+POSITIVE = Interval(1)  # counts and sizes: at least 1
+NON_NEGATIVE = Interval(0)
+FRACTION = Interval(0, 1, "right")  # (0, 1]
+
+
+def constraints_of(cfg_cls: type) -> dict[str, Constraint]:
+    """A config class's hyper-parameter ranges: each class's `constraints`, merged along its bases (a subclass that
+    changes a default keeps the base's range; one that declares a range replaces it)."""
+    out: dict[str, Constraint] = {}
+    for klass in reversed(cfg_cls.__mro__):
+        out.update(vars(klass).get("constraints", {}))
+    return out
+
+
 @dataclass
 class Config:
     """Hyper-parameters every method accepts. Methods subclass this and change defaults / add fields.
+
+    Each class declares the range of its hyper-parameters in `constraints` (booleans need none), checked by
+    `build_config` in the API, the CLI and the bench config alike.
 
     The defaults are the common fine-tuning recipe of the unlearning literature (SGD 1e-3, momentum 0.9, weight decay
     5e-4, 10 epochs), which finetune, random_label and neggrad_plus use as they are."""
@@ -56,6 +118,18 @@ class Config:
     eval_batch_size: int | None = None  # None: the device's fastest (utils.eval_batch_size: CPU 128, GPU 1024)
     channels_last: bool | None = None  # None: NHWC weights for conv models (faster on CPU and CUDA)
     compile: bool = False  # torch.compile the model (and the frozen original) in place
+
+    constraints: ClassVar[dict[str, Constraint]] = {
+        "epochs": NON_NEGATIVE,
+        "batch_size": POSITIVE,
+        "lr": NON_NEGATIVE,
+        "weight_decay": NON_NEGATIVE,
+        "momentum": Interval(0, 1),
+        "optimizer": OneOf(("sgd", "adam", "adamw")),
+        "seed": Interval(0, 2**32 - 1),  # NumPy's seed range
+        "device": DeviceName(),
+        "eval_batch_size": POSITIVE,
+    }
 
 
 @dataclass
@@ -193,7 +267,7 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
 
 
 def build_config(cfg_cls: type, hparams: dict[str, Any], method: str) -> Any:
-    """Validate hyper-parameter names and types against the method's Config dataclass."""
+    """Validate hyper-parameter names, types and ranges (`constraints_of`) against a method's Config dataclass."""
     fields = {f.name: f for f in dataclasses.fields(cfg_cls)}
     unknown = sorted(set(hparams) - set(fields))
     if unknown:
@@ -203,11 +277,11 @@ def build_config(cfg_cls: type, hparams: dict[str, Any], method: str) -> Any:
     hints = typing.get_type_hints(cfg_cls)
     values = {k: _coerce(k, v, hints[k]) for k, v in hparams.items()}
     cfg = cfg_cls(**values)
-    for k in ("epochs", "batch_size", "eval_batch_size"):
-        if getattr(cfg, k) is not None and getattr(cfg, k) < (0 if k == "epochs" else 1):
-            raise UserError(f"hyper-parameter {k} must be positive, got {getattr(cfg, k)}")
-    if cfg.lr < 0 or cfg.weight_decay < 0:
-        raise UserError("hyper-parameters lr and weight_decay must be >= 0")
+    for name, rule in constraints_of(cfg_cls).items():
+        value = getattr(cfg, name)
+        problem = rule.check(name, value) if value is not None else None
+        if problem:
+            raise UserError(problem)
     return cfg
 
 

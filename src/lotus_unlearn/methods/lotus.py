@@ -20,9 +20,13 @@ from torch.utils.data import Dataset
 
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods.base import (
+    FRACTION,
     Config,
+    Constraint,
     Context,
+    Interval,
     Method,
+    OneOf,
     accuracy,
     forget_and_retain_subset,
     make_optimizer,
@@ -96,6 +100,14 @@ class LotusConfig(Config):
     stop_at_chance: bool = False  # class-wise option: also stop once forget accuracy <= 1/K + 0.01
     cache_teacher: bool = True  # without augmentation the teacher's logits are fixed: compute them once
 
+    constraints: ClassVar[dict[str, Constraint]] = {
+        "alpha": Interval(0, 700, "right"),  # tau = exp(alpha * d), |d| <= 1, stays a finite float
+        "retain_fraction": FRACTION,
+        "a_ref": Interval(0, 1),
+        "retain_target": OneOf(("gumbel", "argmax")),
+        "round_acc": Interval(0, 10),
+    }
+
 
 @register
 class Lotus(Method):
@@ -110,8 +122,6 @@ class Lotus(Method):
 
     def run(self, ctx: Context) -> int:
         cfg: LotusConfig = ctx.cfg
-        if cfg.retain_target not in ("gumbel", "argmax"):
-            raise UserError(f"retain_target {cfg.retain_target!r} is unknown; pass gumbel or argmax")
 
         def rounded(acc: float) -> float:
             return acc if cfg.round_acc is None else round(acc, cfg.round_acc)

@@ -183,7 +183,9 @@ def evaluate(
     RF-Gap (`metrics.rfgap`) takes its unseen data from "val" (from "test" when there is no "val"); its terms are
     `diagnostics.rf_gap_terms`.
 
-    Each model runs once per split (batched, no gradients); `cache` shares passes across calls. ZRF compares
+    Each model runs once per split (batched, no gradients), and the models share one pass over each split, so
+    an image folder is decoded once per evaluation whatever the number of models; `cache` shares passes across
+    calls. ZRF compares
     with `random_model`, by default a seeded random initialisation of `model`'s architecture. Inference runs in
     float32 unless `amp` is True or None (bf16 autocast on CUDA): bf16 logits can move small JSD values.
     The RF-JSD noise floor (diagnostics) needs `original` and a "val" split; `seed` seeds it and the random model.
@@ -197,13 +199,19 @@ def evaluate(
     data = {k: as_dataset(splits[k], f"{k} split") for k in SPLITS if k in splits}
     data_keys = {k: data_fingerprint(d) for k, d in data.items()}
     cache = cache if cache is not None else PredictionCache()
+    opts = {"batch_size": batch_size, "device": device, "amp": amp}
+    rand = random_model if random_model is not None else random_init_copy(model, seed)
+    together = [m for m in (model, original, gold) if m is not None]
+    model_keys = {id(m): model_fingerprint(m) for m in [*together, rand]}
+    for k, d in data.items():  # one pass per split for every model: each batch is loaded (decoded) once
+        group = [*together, rand] if k == "forget" else together
+        cache.get_many(group, d, model_keys=[model_keys[id(m)] for m in group], data_key=data_keys[k], **opts)
 
     def run(
         m: nn.Module, name: str, names: tuple[str, ...] = tuple(data), reference: dict[str, Predictions] | None = None
     ) -> dict[str, Predictions]:
-        """`m`'s predictions on the named splits: one forward pass each, hashing `m` once."""
-        key = model_fingerprint(m)
-        opts = {"batch_size": batch_size, "device": device, "amp": amp}
+        """`m`'s predictions on the named splits (from the cache filled above)."""
+        key = model_keys[id(m)]
         out = {k: cache.get(m, data[k], model_key=key, data_key=data_keys[k], **opts) for k in names}
         _check_consistent(name, out, reference)
         return out
@@ -212,7 +220,6 @@ def evaluate(
     num_classes = preds["forget"].logits.shape[1]
     scores = _Scores(preds)
     report: dict[str, Any] = scores.scalars()
-    rand = random_model if random_model is not None else random_init_copy(model, seed)
     rand_forget = run(rand, "random_model", ("forget",), preds)["forget"]
     report["zrf"] = zrf(preds["forget"].logits, rand_forget.logits)
 
