@@ -349,11 +349,12 @@ def forget(
     or a loaded DatasetBundle. What to forget: exactly one of `ids` (a file of sample ids or the ids), `classes`
     (indices or names) or `fraction` (of each class). method, hparams: see `lotus-unlearn methods`; `kind`
     ("instance" / "class", default: read from the split) picks the method's per-kind defaults, under `hparams`.
-    gold: the model retrained without the forget set, for JSD and Avg Gap; refused when its sidecar names another
-    request, unless `allow_mismatched_gold`. out: the folder for model.safetensors (with its sidecar), split.json
-    and report.json / .md / .html, written all together or not at all; a folder that holds a run already only with
-    `overwrite` (the earlier run is kept as an earlier generation). verbose: progress bars or per-epoch lines (None: LOTUS_PROGRESS, else automatic).
-    echo: a callable for the status lines (None: silent).
+    gold: the model retrained without the forget set, for JSD and Avg Gap; refused when its record (weights header
+    or sidecar) names another forget set, dataset or training subset, unless `allow_mismatched_gold`. out: the
+    folder for model.safetensors (with its sidecar), split.json and report.json / .md / .html, written all together
+    or not at all; a folder that holds a run already only with `overwrite` (the earlier run is kept as an earlier
+    generation). verbose: progress bars or per-epoch lines (None: as LOTUS_PROGRESS says, else automatic). echo: a
+    callable for the status lines (None: silent). report_extra: more top-level entries for the report.
     """
     from lotus_unlearn import distributed
     from lotus_unlearn.history import report_record
