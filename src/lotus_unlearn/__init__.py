@@ -20,6 +20,7 @@ from lotus_unlearn.models import create_model
 from lotus_unlearn.report import verdict, write_report
 from lotus_unlearn.request import Forgotten, audit, forget
 from lotus_unlearn.train import train_model
+from lotus_unlearn.tune import tune
 from lotus_unlearn.utils import tune_cpu_allocator
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "save_checkpoint",
     "train_model",
     "training_ids",
+    "tune",
     "tune_cpu_allocator",
     "unlearn",
     "verdict",

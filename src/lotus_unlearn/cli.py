@@ -302,6 +302,18 @@ def unlearn_cmd(
     device: Device = "auto",
     compile: Compile = False,
     overwrite: Overwrite = False,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="Search the method's key settings (LoTUS: alpha x lr; others: lr x 1, 3, 1/3, 10; --hparam "
+            "settings stay fixed) and keep the model with the lowest RF-Gap on validation data; each run keeps its "
+            "best epoch. The search table and its time go in the report.",
+        ),
+    ] = False,
+    tune_budget: Annotated[
+        int | None, typer.Option("--tune-budget", help="Runs the --tune search may take (default 4).")
+    ] = None,
 ) -> None:
     """Make a checkpoint forget data; write the unlearned checkpoint and its audit report.
 
@@ -333,6 +345,8 @@ def unlearn_cmd(
         allow_mismatched_gold=allow_mismatched_gold,
         out=out,
         overwrite=overwrite,
+        tune=tune,
+        tune_budget=tune_budget,
         model=model,
         model_args=parse_pairs(model_arg, "--model-arg"),
         train_size=train_size,

@@ -331,6 +331,8 @@ def forget(
     allow_mismatched_gold: bool = False,
     out: str | Path | None = None,
     overwrite: bool = False,
+    tune: bool = False,
+    tune_budget: int | None = None,
     model: str | None = None,
     model_args: dict[str, Any] | None = None,
     train_size: int | None = None,
@@ -353,7 +355,8 @@ def forget(
     or sidecar) names another forget set, dataset or training subset, unless `allow_mismatched_gold`. out: the
     folder for model.safetensors (with its sidecar), split.json and report.json / .md / .html, written all together
     or not at all; a folder that holds a run already only with `overwrite` (the earlier run is kept as an earlier
-    generation). verbose: progress bars or per-epoch lines (None: as LOTUS_PROGRESS says, else automatic). echo: a
+    generation). tune: search the method's key settings (`lu.tune`, `tune_budget` runs, default 4) and keep the
+    model with the lowest RF-Gap on validation data; `hparams` stay fixed. verbose: progress bars or per-epoch lines (None: as LOTUS_PROGRESS says, else automatic). echo: a
     callable for the status lines (None: silent). report_extra: more top-level entries for the report.
     """
     from lotus_unlearn import distributed
@@ -364,6 +367,8 @@ def forget(
     from lotus_unlearn.outputs import check_output
     from lotus_unlearn.progress import verbosity
     from lotus_unlearn.report import build_report, hparams_text
+    from lotus_unlearn.tune import check_tuning
+    from lotus_unlearn.tune import tune as tune_search
     from lotus_unlearn.utils import state_dict_hash
 
     started = time.perf_counter()
@@ -371,6 +376,10 @@ def forget(
     cls = get_method(method)
     hp = dict(hparams or {})
     cls(kind=check_kind(kind), **hp)  # names, types and kind are checked before any data is loaded
+    if tune_budget is not None and not tune:
+        raise UserError("--tune-budget sets the size of a --tune search; add --tune")
+    if tune:
+        check_tuning(4 if tune_budget is None else tune_budget)
     if out is not None:
         check_output(out, overwrite)
     req = _load_request(
@@ -390,10 +399,15 @@ def forget(
     )
     kind = kind or request_kind(exp.forget, exp.retain)
 
+    fixed = {"seed": seed, "device": device, **hp}
     with verbosity(verbose):
-        result = cls(kind=kind, **{"seed": seed, "device": device, **hp}).unlearn(
-            req.model, exp.forget, exp.retain, exp.bundle.val
-        )
+        if tune:
+            result = tune_search(
+                req.model, exp.forget, exp.retain, exp.bundle.val, method, tune_budget or 4, kind=kind, **fixed
+            )
+            say(_tuning_line(result, req.meta.get("seconds")))
+        else:
+            result = cls(kind=kind, **fixed).unlearn(req.model, exp.forget, exp.retain, exp.bundle.val)
         say(f"{method} ({kind}-wise request): {hparams_text(result)}")
         say(f"{method}: {result.epochs_run} epochs in {result.seconds:.1f} s; evaluating ...")
         t_eval = time.perf_counter()
@@ -422,6 +436,19 @@ def forget(
         done.out = Path(out)
         done.files = write_outputs(done, Path(out), req, history, overwrite)
     return done
+
+
+def _tuning_line(result: UnlearnResult, trained: Any) -> str:
+    """One line on a tuning search (its runs and time against the original's training time, the setting kept); the
+    original's training time goes into the search record."""
+    search = result.tuning or {}
+    search["original_train_seconds"] = trained
+    kept = search["table"][search["best"]]
+    took = f"{trained:.1f} s" if isinstance(trained, (int, float)) else "not recorded"
+    return (
+        f"tuned: {len(search['table'])} runs in {search['seconds']:.1f} s (the original's training: {took}); "
+        f"kept {kept['settings']}"
+    )
 
 
 def audit(

@@ -22,7 +22,8 @@ from torch.utils.data import Dataset
 from lotus_unlearn import distributed
 from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches, concat, labels_of
 from lotus_unlearn.errors import UnlearningFailed, UserError
-from lotus_unlearn.progress import EpochLog
+from lotus_unlearn.methods.select import SELECT_CHOICES, RFGapSelector
+from lotus_unlearn.progress import EpochLog, track
 from lotus_unlearn.utils import autocast, eval_batch_size, resolve_device, seed_everything, speed_setup
 
 METHODS: dict[str, type[Method]] = {}
@@ -118,6 +119,8 @@ class Config:
     eval_batch_size: int | None = None  # None: the device's fastest (utils.eval_batch_size: CPU 128, GPU 1024)
     channels_last: bool | None = None  # None: NHWC weights for conv models (faster on CPU and CUDA)
     compile: bool = False  # torch.compile the model (and the frozen original) in place
+    select: str | None = None  # "rf_gap": score RF-Gap on validation data after each epoch, return the best epoch
+    select_rows: int = 512  # rows of D_f, D_r and D_val that `select` scores (seeded subsets)
 
     constraints: ClassVar[dict[str, Constraint]] = {
         "epochs": NON_NEGATIVE,
@@ -129,6 +132,8 @@ class Config:
         "seed": Interval(0, 2**32 - 1),  # NumPy's seed range
         "device": DeviceName(),
         "eval_batch_size": POSITIVE,
+        "select": OneOf(SELECT_CHOICES),
+        "select_rows": Interval(2),
     }
 
 
@@ -144,6 +149,8 @@ class UnlearnResult:
     seconds: float
     epochs_run: int
     log: list[dict[str, Any]] = field(default_factory=list)
+    selection: dict[str, Any] | None = None  # with select: every epoch's score and the selected epoch
+    tuning: dict[str, Any] | None = None  # from `lu.tune`: the search table, the best row and its total seconds
     kind: str | None = None
     kind_defaults: dict[str, Any] = field(default_factory=dict)
 
@@ -182,6 +189,22 @@ class Context:
     num_classes: int
     log: list[dict[str, Any]] = field(default_factory=list)
     param_mask: ParamMask | None = None  # when set, `step` updates only the masked-in weights (SalUn)
+    selector: RFGapSelector | None = None  # with select: scores the model after each epoch of `epochs`
+    steps: int = 0  # optimisation steps taken so far
+    known_forget_accuracy: tuple[int, float] | None = None  # (steps, accuracy) measured by the selector
+
+    def epochs(self, label: str) -> Iterator[int]:
+        """range(cfg.epochs) with a progress bar; with `select` set, the model is scored after each epoch that
+        the loop finishes (an epoch cut short is scored when the method returns)."""
+        for epoch in track(range(self.cfg.epochs), label):
+            yield epoch
+            if self.selector is not None:
+                self.selector.score(self, epoch)
+
+    def measured_forget_accuracy(self) -> float | None:
+        """The model's accuracy on the whole D_f if the selector has just measured these very weights, else None."""
+        known = self.known_forget_accuracy
+        return known[1] if known is not None and known[0] == self.steps else None
 
     @property
     def augment(self) -> Augment | None:
@@ -295,6 +318,7 @@ class Method:
     notes: ClassVar[str] = ""  # where the LoTUS paper's setting differs from the defaults
     # runs data-parallel under torchrun: every rank takes the same control-flow decisions (docs/scaling.md)
     data_parallel: ClassVar[bool] = True
+    runs_epochs: ClassVar[bool] = True  # False for one-shot methods: `select` has no epoch to choose from
     # defaults per kind of request ("instance" / "class"), applied under the values the caller gives
     kind_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     kind_note: ClassVar[str] = ""  # for `lotus-unlearn methods`, where the per-kind defaults depend on a setting
@@ -306,6 +330,8 @@ class Method:
         self.kind = check_kind(kind)
         self.explicit = dict(hparams)
         self.cfg, self.from_kind = self.resolve(self.kind)
+        if getattr(self.cfg, "select", None) is not None and not self.runs_epochs:
+            raise UserError(f"method {self.name} runs no epochs, so select has no epoch to choose; drop select")
 
     def build(self, hparams: dict[str, Any]) -> Any:
         """The validated Config for these hyper-parameters."""
@@ -338,7 +364,10 @@ class Method:
         cfg, from_kind = self.resolve(kind) if kind != self.kind else (self.cfg, self.from_kind)
         start = time.perf_counter()
         ctx = make_context(model, forget, retain, val, cfg, label=self.name)
+        if getattr(cfg, "select", None) is not None:
+            ctx.selector = RFGapSelector(ctx)
         epochs = self.run(ctx)
+        selection = ctx.selector.finish(ctx) if ctx.selector is not None else None
         ctx.model.eval()
         ctx.model.to(memory_format=torch.contiguous_format)  # hand back plain NCHW weights
         seconds = time.perf_counter() - start
@@ -349,6 +378,7 @@ class Method:
             seconds,
             epochs,
             list(ctx.log),
+            selection,
             kind=kind,
             kind_defaults=dict(from_kind),
         )
@@ -463,6 +493,7 @@ def step(
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), clip)
     optimizer.step()
+    ctx.steps += 1
     if ctx.param_mask is not None:
         ctx.param_mask.restore(optimizer)
     distributed.sync_buffers(ctx.model)  # torchrun: rank 0's BatchNorm statistics, as DDP

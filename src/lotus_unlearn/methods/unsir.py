@@ -161,7 +161,7 @@ class Unsir(Method):
         )
 
         loss_fn = cross_entropy(ctx)
-        for epoch in range(cfg.epochs):
+        for epoch in ctx.epochs("UNSIR rounds"):
             t0 = time.perf_counter()
             impair = run_epoch(ctx, impair_set, loss_fn, make_optimizer(ctx.model.parameters(), cfg), "UNSIR impair")
             repair_cfg = dataclasses.replace(cfg, lr=cfg.repair_lr)
