@@ -384,7 +384,7 @@ class GroupContext:
         }
 
     def run(self, v: Variant) -> dict[str, Any]:
-        from lotus_unlearn.methods import get_method
+        from lotus_unlearn.methods import unlearn
 
         extra: dict[str, Any] = {}
         seconds: float | None
@@ -400,9 +400,8 @@ class GroupContext:
             extra["epochs_run"] = self.g_meta.get("epochs_run")
         else:
             hp = {"seed": self.group.seed, "device": self.cfg.device, **v.hparams}
-            result = get_method(v.method)(**hp).unlearn(
-                self.original, self.exp.forget, self.exp.retain, self.exp.bundle.val
-            )
+            # the same call as lu.unlearn and lu.forget: the method's per-kind defaults apply alike
+            result = unlearn(self.original, self.exp.forget, self.exp.retain, self.exp.bundle.val, v.method, **hp)
             model, seconds = result.model, result.seconds
             extra["epochs_run"] = result.epochs_run
             if result.selection is not None:  # select=rf_gap: the kept epoch (its scores go to diagnostics)
