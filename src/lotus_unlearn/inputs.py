@@ -3,6 +3,7 @@ inside PyTorch (docs/reliability.md). Used by `Method.unlearn`, `train_model` an
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -20,15 +21,16 @@ def check_module(model: Any, what: str = "model") -> nn.Module:
     return model
 
 
-def check_fits(model: nn.Module, data: Dataset, what: str) -> None:
-    """One forward pass on (up to) two samples of `data`, in eval mode without gradients: the model must take the
-    inputs and give one output per class, at least as many as `data`'s labels need."""
+def check_fits(model: nn.Module, data: Dataset, what: str, autocast: Any = None) -> None:
+    """One forward pass on (up to) two samples of `data`, in eval mode without gradients (under `autocast`, the
+    run's own precision, when given): the model must take the inputs and give one output per class, at least as
+    many as `data`'s labels need."""
     first = next(iter(model.parameters()), None)
     x = first_inputs(data, what)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast if autocast is not None else contextlib.nullcontext():
             out = model(x.to(first.device) if first is not None else x)
     except Exception as exc:  # shape errors surface as RuntimeError (or ValueError) from deep inside the model
         raise input_error(exc, "the model", f"the {what}'s inputs of shape {tuple(x.shape[1:])}") from exc
@@ -76,14 +78,11 @@ def check_disjoint(forget: Dataset, retain: Dataset) -> None:
         )
 
 
-def check_unlearn_inputs(model: Any, forget: Any, retain: Any, val: Any) -> None:
-    """What `Method.unlearn` needs: a module, datasets it can take, and disjoint forget and retain sets."""
+def check_unlearn_inputs(model: Any, forget: Any, retain: Any) -> None:
+    """What `Method.unlearn` needs before anything else: a module, and disjoint forget and retain sets (whether the
+    model takes them is `check_fits`'s, run by `make_context` at the run's device and precision)."""
     check_module(model)
-    sets = {"forget set": forget, "retain set": retain, **({"validation set": val} if val is not None else {})}
-    data = {name: as_dataset(d, name) for name, d in sets.items()}
-    check_disjoint(data["forget set"], data["retain set"])
-    for name, d in data.items():
-        check_fits(model, d, name)
+    check_disjoint(as_dataset(forget, "forget set"), as_dataset(retain, "retain set"))
 
 
 def input_error(exc: BaseException, model: str, inputs: str) -> UserError:

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from lotus_unlearn import distributed
 from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches, concat
 from lotus_unlearn.errors import UnlearningFailed, UserError
-from lotus_unlearn.inputs import check_unlearn_inputs
+from lotus_unlearn.inputs import check_fits, check_module, check_unlearn_inputs
 from lotus_unlearn.utils import autocast, eval_batch_size, resolve_device, seed_everything, speed_setup
 
 METHODS: dict[str, type[Method]] = {}
@@ -287,7 +287,7 @@ class Method:
         """Return an unlearned copy of `model`; `model` itself is never modified."""
         if distributed.active() and not self.data_parallel:
             raise UserError(f"method {self.name} does not run under torchrun; run it in one process")
-        check_unlearn_inputs(model, forget, retain, val)
+        check_unlearn_inputs(model, forget, retain)
         start = time.perf_counter()
         ctx = make_context(model, forget, retain, val, self.cfg)
         epochs = self.run(ctx)
@@ -302,6 +302,12 @@ def make_context(model: nn.Module, forget: Any, retain: Any, val: Any, cfg: Conf
     forget_ds = as_dataset(forget, "forget set")
     retain_ds = as_dataset(retain, "retain set")
     val_ds = as_dataset(val, "validation set") if val is not None else None
+    check_module(model)
+    first = next(iter(model.parameters()), None)
+    here = autocast(first.device if first is not None else torch.device("cpu"), cfg.amp)  # the run's precision
+    sets = {"forget set": forget_ds, "retain set": retain_ds} if retain_ds is not forget_ds else {"data": forget_ds}
+    for name, data in {**sets, **({"validation set": val_ds} if val_ds is not None else {})}.items():
+        check_fits(model, data, name, here)  # inputs it can take, an output per label: one line, before any work
     device = resolve_device(cfg.device)
     generator = seed_everything(cfg.seed)
     fast = {"channels_last": getattr(cfg, "channels_last", None), "compile": getattr(cfg, "compile", False)}

@@ -199,7 +199,8 @@ def evaluate(
         raise UserError(f"unknown split names {', '.join(unknown)}; use forget, retain, test and val")
     data = {k: as_dataset(splits[k], f"{k} split") for k in SPLITS if k in splits}
     for k, d in data.items():
-        first_inputs(d, f"{k} split")
+        if isinstance(d, (list, tuple)):  # a plain sequence: say so if its items are not (x, y) pairs
+            first_inputs(d, f"{k} split")
     for what, m in {"model": model, "original": original, "gold": gold, "random_model": random_model}.items():
         if m is not None or what == "model":
             check_module(m, what)
