@@ -22,6 +22,7 @@ from lotus_unlearn.methods import METHODS, UnlearnResult, unlearn
 from lotus_unlearn.metrics import evaluate
 from lotus_unlearn.models import create_model
 from lotus_unlearn.train import train_model
+from lotus_unlearn.tune import tune
 from lotus_unlearn.utils import tune_cpu_allocator
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "save_checkpoint",
     "train_model",
     "training_ids",
+    "tune",
     "tune_cpu_allocator",
     "unlearn",
 ]

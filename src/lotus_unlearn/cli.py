@@ -405,6 +405,18 @@ def unlearn_cmd(
     device: Device = "auto",
     compile: Compile = False,
     overwrite: Overwrite = False,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="Search the method's key settings (LoTUS: alpha x lr; others: lr x 1, 3, 1/3, 10; --hparam "
+            "settings stay fixed) and keep the model with the lowest RF-Gap on validation data; each run keeps its "
+            "best epoch. The search table and its time go in the report.",
+        ),
+    ] = False,
+    tune_budget: Annotated[
+        int | None, typer.Option("--tune-budget", help="Runs the --tune search may take (default 4).")
+    ] = None,
 ) -> None:
     """Make a checkpoint forget data; write the unlearned checkpoint and its audit report.
 
@@ -429,12 +441,18 @@ def unlearn_cmd(
     from lotus_unlearn.outputs import check_output, new_generation
     from lotus_unlearn.pipeline import Experiment
     from lotus_unlearn.report import build_report, history_entry, lineage_of, write_report
+    from lotus_unlearn.tune import check_tuning
+    from lotus_unlearn.tune import tune as tune_search
     from lotus_unlearn.utils import state_dict_hash
 
     started = time.perf_counter()
     cls = get_method(method)
     hp = {**parse_pairs(hparam, "--hparam"), **({"compile": True} if compile else {})}
     cls(**hp)  # validate names and types before any data is loaded
+    if tune_budget is not None and not tune:
+        raise UserError("--tune-budget sets the size of a --tune search; add --tune")
+    if tune:
+        check_tuning(4 if tune_budget is None else tune_budget)
     check_output(out, overwrite)
     exp, data_args, record, subset = _experiment(
         checkpoint,
@@ -463,7 +481,19 @@ def unlearn_cmd(
         hp.setdefault("alpha", 32.0)
     hp.setdefault("seed", seed)
     hp.setdefault("device", device)
-    result = cls(**hp).unlearn(original, exp.forget, exp.retain, exp.bundle.val)
+    if tune:
+        result = tune_search(original, exp.forget, exp.retain, exp.bundle.val, method, tune_budget or 4, **hp)
+        search = result.tuning or {}
+        trained = meta.get("seconds")
+        search["original_train_seconds"] = trained
+        kept = search["table"][search["best"]]
+        console.print(
+            f"tuned: {len(search['table'])} runs in {search['seconds']:.1f} s (the original's training: "
+            f"{f'{trained:.1f} s' if isinstance(trained, (int, float)) else 'not recorded'}); kept {kept['settings']}",
+            highlight=False,
+        )
+    else:
+        result = cls(**hp).unlearn(original, exp.forget, exp.retain, exp.bundle.val)
     console.print(f"{method}: {result.epochs_run} epochs in {result.seconds:.1f} s; evaluating ...")
     t_eval = time.perf_counter()
     metrics = evaluate(result.model, exp.splits, original=original, gold=gold_model, device=device, seed=seed)

@@ -3,7 +3,6 @@ inside PyTorch (docs/reliability.md). Used by `Method.unlearn`, `train_model` an
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,9 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from lotus_unlearn.data.base import TensorData, as_dataset
+from lotus_unlearn.data.folder import ImageFiles
 from lotus_unlearn.errors import UserError
+from lotus_unlearn.utils import autocast
 
 
 def check_module(model: Any, what: str = "model") -> nn.Module:
@@ -21,16 +22,16 @@ def check_module(model: Any, what: str = "model") -> nn.Module:
     return model
 
 
-def check_fits(model: nn.Module, data: Dataset, what: str, autocast: Any = None) -> None:
-    """One forward pass on (up to) two samples of `data`, in eval mode without gradients (under `autocast`, the
-    run's own precision, when given): the model must take the inputs and give one output per class, at least as
-    many as `data`'s labels need."""
+def check_fits(model: nn.Module, data: Dataset, what: str, amp: bool | None = False) -> None:
+    """One forward pass on (up to) two samples of `data`, in eval mode without gradients and in the precision the
+    work will use (`amp`, as `utils.autocast`): the model must take the inputs and give one output per class, at
+    least as many as `data`'s labels need."""
     first = next(iter(model.parameters()), None)
     x = first_inputs(data, what)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), autocast if autocast is not None else contextlib.nullcontext():
+        with torch.no_grad(), autocast(first.device if first is not None else torch.device("cpu"), amp):
             out = model(x.to(first.device) if first is not None else x)
     except Exception as exc:  # shape errors surface as RuntimeError (or ValueError) from deep inside the model
         raise input_error(exc, "the model", f"the {what}'s inputs of shape {tuple(x.shape[1:])}") from exc
@@ -63,6 +64,13 @@ def first_inputs(data: Dataset, what: str, n: int = 2) -> torch.Tensor:
         ) from exc
 
 
+def check_items(data: Dataset, what: str) -> None:
+    """`data` gives (x, y) pairs: checked on its first items, except for this library's own datasets, whose items
+    are such pairs by construction (so an evaluation decodes no image twice)."""
+    if not isinstance(data, (TensorData, ImageFiles)):
+        first_inputs(data, what)
+
+
 def check_disjoint(forget: Dataset, retain: Dataset) -> None:
     """A sample cannot be both forgotten and retained: the same dataset, or shared sample ids, is refused."""
     if forget is retain:
@@ -78,11 +86,15 @@ def check_disjoint(forget: Dataset, retain: Dataset) -> None:
         )
 
 
-def check_unlearn_inputs(model: Any, forget: Any, retain: Any) -> None:
-    """What `Method.unlearn` needs before anything else: a module, and disjoint forget and retain sets (whether the
-    model takes them is `check_fits`'s, run by `make_context` at the run's device and precision)."""
+def check_unlearn_inputs(model: Any, forget: Any, retain: Any, val: Any, amp: bool | None = False) -> None:
+    """What `Method.unlearn` needs: a module, datasets it can take (probed in the method's precision `amp`), and
+    disjoint forget and retain sets."""
     check_module(model)
-    check_disjoint(as_dataset(forget, "forget set"), as_dataset(retain, "retain set"))
+    sets = {"forget set": forget, "retain set": retain, **({"validation set": val} if val is not None else {})}
+    data = {name: as_dataset(d, name) for name, d in sets.items()}
+    check_disjoint(data["forget set"], data["retain set"])
+    for name, d in data.items():
+        check_fits(model, d, name, amp)
 
 
 def input_error(exc: BaseException, model: str, inputs: str) -> UserError:

@@ -19,7 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lotus_unlearn import distributed
+from lotus_unlearn.data.base import as_dataset
 from lotus_unlearn.errors import UserError
+from lotus_unlearn.inputs import check_fits, check_module
 from lotus_unlearn.methods.base import (
     NON_NEGATIVE,
     POSITIVE,
@@ -103,6 +105,7 @@ def make_scheduler(
 def train_model(model: nn.Module, train: Any, val: Any = None, **hparams: Any) -> TrainResult:
     """Train a copy of `model` on `train` (the input model is not modified)."""
     cfg: TrainConfig = build_config(TrainConfig, hparams, "train")
+    check_fits(check_module(model), as_dataset(train, "training set"), "training set")
     if cfg.patience is not None and val is None:
         raise UserError("early stopping (patience) needs validation data; pass val or leave patience unset")
     start = time.perf_counter()

@@ -40,6 +40,7 @@ DIAGNOSTIC_KEYS = (
     "rf_jsd_reference_compat_x1e4",
     "mia_test_rate",
     "attack",
+    "rf_gap_terms",
 )
 
 
@@ -387,6 +388,7 @@ class GroupContext:
 
         extra: dict[str, Any] = {}
         seconds: float | None
+        selection = None
         if v.method == "original":
             model = self.original
             seconds = None if self.o_meta.get("seconds") is None else float(self.o_meta["seconds"])
@@ -403,6 +405,9 @@ class GroupContext:
             )
             model, seconds = result.model, result.seconds
             extra["epochs_run"] = result.epochs_run
+            if result.selection is not None:  # select=rf_gap: the kept epoch (its scores go to diagnostics)
+                extra["selected_epoch"] = result.selection["selected_epoch"]
+                selection = result.selection
         t0 = time.perf_counter()
         report = self.evaluate(model)
         metrics = {
@@ -416,7 +421,10 @@ class GroupContext:
         metrics.update({k: float(val) for k, val in extra.items() if val is not None})
         return {
             "metrics": metrics,
-            "diagnostics": {k: diag[k] for k in DIAGNOSTIC_KEYS if k in diag},
+            "diagnostics": {
+                **{k: diag[k] for k in DIAGNOSTIC_KEYS if k in diag},
+                **({"selection": selection} if selection is not None else {}),
+            },
             "seconds": seconds,
             "eval_seconds": time.perf_counter() - t0,
         }

@@ -20,9 +20,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from lotus_unlearn import distributed
-from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches, concat
+from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches, concat, take
 from lotus_unlearn.errors import UnlearningFailed, UserError
-from lotus_unlearn.inputs import check_fits, check_module, check_unlearn_inputs
+from lotus_unlearn.inputs import check_unlearn_inputs
+from lotus_unlearn.methods.select import SELECT_CHOICES, RFGapSelector
+from lotus_unlearn.progress import track
 from lotus_unlearn.utils import autocast, eval_batch_size, resolve_device, seed_everything, speed_setup
 
 METHODS: dict[str, type[Method]] = {}
@@ -121,6 +123,8 @@ class Config:
     eval_batch_size: int | None = None  # None: the device's fastest (utils.eval_batch_size: CPU 128, GPU 1024)
     channels_last: bool | None = None  # None: NHWC weights for conv models (faster on CPU and CUDA)
     compile: bool = False  # torch.compile the model (and the frozen original) in place
+    select: str | None = None  # "rf_gap": score RF-Gap on validation data after each epoch, return the best epoch
+    select_rows: int = 512  # rows of D_f, D_r and D_val that `select` scores (seeded subsets)
 
     constraints: ClassVar[dict[str, Constraint]] = {
         "epochs": NON_NEGATIVE,
@@ -132,6 +136,8 @@ class Config:
         "seed": Interval(0, 2**32 - 1),  # NumPy's seed range
         "device": DeviceName(),
         "eval_batch_size": POSITIVE,
+        "select": OneOf(SELECT_CHOICES),
+        "select_rows": Interval(2),
     }
 
 
@@ -145,6 +151,8 @@ class UnlearnResult:
     seconds: float
     epochs_run: int
     log: list[dict[str, Any]] = field(default_factory=list)
+    selection: dict[str, Any] | None = None  # with select: every epoch's score and the selected epoch
+    tuning: dict[str, Any] | None = None  # from `lu.tune`: the search table, the best row and its total seconds
 
 
 @dataclass
@@ -163,6 +171,22 @@ class Context:
     num_classes: int
     log: list[dict[str, Any]] = field(default_factory=list)
     param_mask: ParamMask | None = None  # when set, `step` updates only the masked-in weights (SalUn)
+    selector: RFGapSelector | None = None  # with select: scores the model after each epoch of `epochs`
+    steps: int = 0  # optimisation steps taken so far
+    known_forget_accuracy: tuple[int, float] | None = None  # (steps, accuracy) measured by the selector
+
+    def epochs(self, label: str) -> Iterator[int]:
+        """range(cfg.epochs) with a progress bar; with `select` set, the model is scored after each epoch that
+        the loop finishes (an epoch cut short is scored when the method returns)."""
+        for epoch in track(range(self.cfg.epochs), label):
+            yield epoch
+            if self.selector is not None:
+                self.selector.score(self, epoch)
+
+    def measured_forget_accuracy(self) -> float | None:
+        """The model's accuracy on the whole D_f if the selector has just measured these very weights, else None."""
+        known = self.known_forget_accuracy
+        return known[1] if known is not None and known[0] == self.steps else None
 
     @property
     def augment(self) -> Augment | None:
@@ -276,9 +300,12 @@ class Method:
     notes: ClassVar[str] = ""  # where the LoTUS paper's setting differs from the defaults
     # runs data-parallel under torchrun: every rank takes the same control-flow decisions (docs/scaling.md)
     data_parallel: ClassVar[bool] = True
+    runs_epochs: ClassVar[bool] = True  # False for one-shot methods: `select` has no epoch to choose from
 
     def __init__(self, **hparams: Any) -> None:
         self.cfg = build_config(self.Config, hparams, self.name)
+        if getattr(self.cfg, "select", None) is not None and not self.runs_epochs:
+            raise UserError(f"method {self.name} runs no epochs, so select has no epoch to choose; drop select")
 
     def run(self, ctx: Context) -> int:
         raise NotImplementedError
@@ -287,14 +314,17 @@ class Method:
         """Return an unlearned copy of `model`; `model` itself is never modified."""
         if distributed.active() and not self.data_parallel:
             raise UserError(f"method {self.name} does not run under torchrun; run it in one process")
-        check_unlearn_inputs(model, forget, retain)
+        check_unlearn_inputs(model, forget, retain, val, self.cfg.amp)
         start = time.perf_counter()
         ctx = make_context(model, forget, retain, val, self.cfg)
+        if getattr(self.cfg, "select", None) is not None:
+            ctx.selector = RFGapSelector(ctx)
         epochs = self.run(ctx)
+        selection = ctx.selector.finish(ctx) if ctx.selector is not None else None
         ctx.model.eval()
         ctx.model.to(memory_format=torch.contiguous_format)  # hand back plain NCHW weights
         seconds = time.perf_counter() - start
-        return UnlearnResult(ctx.model, self.name, dataclasses.asdict(self.cfg), seconds, epochs, ctx.log)
+        return UnlearnResult(ctx.model, self.name, dataclasses.asdict(self.cfg), seconds, epochs, ctx.log, selection)
 
 
 def make_context(model: nn.Module, forget: Any, retain: Any, val: Any, cfg: Config) -> Context:
@@ -302,12 +332,6 @@ def make_context(model: nn.Module, forget: Any, retain: Any, val: Any, cfg: Conf
     forget_ds = as_dataset(forget, "forget set")
     retain_ds = as_dataset(retain, "retain set")
     val_ds = as_dataset(val, "validation set") if val is not None else None
-    check_module(model)
-    first = next(iter(model.parameters()), None)
-    here = autocast(first.device if first is not None else torch.device("cpu"), cfg.amp)  # the run's precision
-    sets = {"forget set": forget_ds, "retain set": retain_ds} if retain_ds is not forget_ds else {"data": forget_ds}
-    for name, data in {**sets, **({"validation set": val_ds} if val_ds is not None else {})}.items():
-        check_fits(model, data, name, here)  # inputs it can take, an output per label: one line, before any work
     device = resolve_device(cfg.device)
     generator = seed_everything(cfg.seed)
     fast = {"channels_last": getattr(cfg, "channels_last", None), "compile": getattr(cfg, "compile", False)}
@@ -410,6 +434,7 @@ def step(
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), clip)
     optimizer.step()
+    ctx.steps += 1
     if ctx.param_mask is not None:
         ctx.param_mask.restore(optimizer)
     distributed.sync_buffers(ctx.model)  # torchrun: rank 0's BatchNorm statistics, as DDP
@@ -474,10 +499,7 @@ def subset_size(n: int, fraction: float) -> int:
 def random_subset(data: Dataset, fraction: float, generator: torch.Generator) -> Dataset:
     """A seeded random subset of `subset_size(len(data), fraction)` samples."""
     n = subset_size(len(data), fraction)
-    pos = torch.randperm(len(data), generator=generator)[:n].sort().values
-    if isinstance(data, TensorData):
-        return data.subset(pos)
-    return torch.utils.data.Subset(data, pos.tolist())
+    return take(data, torch.randperm(len(data), generator=generator)[:n].sort().values)
 
 
 def forget_and_retain_subset(ctx: Context, fraction: float) -> tuple[Dataset, int]:

@@ -35,7 +35,6 @@ from lotus_unlearn.methods.base import (
 )
 from lotus_unlearn.metrics.classification import accuracy as top1
 from lotus_unlearn.metrics.predict import Predictions, predict
-from lotus_unlearn.progress import track
 
 STOP_BELOW = -0.01  # stop once acc_forget - a_ref <= -1 point
 EPS = 1e-9  # so that e.g. 0.10 - 0.11 counts as -0.01 in floating point
@@ -141,11 +140,10 @@ class Lotus(Method):
         chance = 1.0 / ctx.num_classes
 
         epochs_run = 0
-        for epoch in track(range(cfg.epochs), "LoTUS epochs"):
+        for epoch in ctx.epochs("LoTUS epochs"):
             t0 = time.perf_counter()
-            a_f = rounded(
-                accuracy(ctx, ctx.model, ctx.forget) if epoch or cached_forget_acc is None else cached_forget_acc
-            )
+            measured = ctx.measured_forget_accuracy() if epoch else cached_forget_acc  # no pass when known
+            a_f = rounded(measured if measured is not None else accuracy(ctx, ctx.model, ctx.forget))
             d = a_f - a_ref
             entry = {"epoch": epoch, "acc_forget": a_f, "a_ref": a_ref, "acc_diff": d}
             entry["check_seconds"] = time.perf_counter() - t0  # the forget-accuracy check (no pass when cached)

@@ -26,7 +26,6 @@ from lotus_unlearn.methods.base import (
     register,
     step,
 )
-from lotus_unlearn.progress import track
 
 
 @dataclass
@@ -62,7 +61,7 @@ class NegGrad(Method):
         limit = math.log(ctx.num_classes) if cfg.stop_loss is None else cfg.stop_loss
         optimizer = make_optimizer(ctx.model.parameters(), cfg)
         epochs_run = 0
-        for epoch in track(range(cfg.epochs), "NegGrad epochs"):
+        for epoch in ctx.epochs("NegGrad epochs"):
             t0 = time.perf_counter()
             ctx.model.train()
             total, count, stopped = 0.0, 0, False

@@ -28,7 +28,6 @@ from lotus_unlearn.methods.base import (
     register,
     run_epoch,
 )
-from lotus_unlearn.progress import track
 
 FORGET_STREAM_OFFSET = 7919  # seed offset of the forget-batch stream, so the retain stream equals finetune's
 
@@ -70,7 +69,7 @@ class NegGradPlus(Method):
                 loss = cfg.beta * loss - (1.0 - cfg.beta) * F.cross_entropy(ctx.model(xf).float(), yf)
             return loss
 
-        for epoch in track(range(cfg.epochs), "NegGrad+ epochs"):
+        for epoch in ctx.epochs("NegGrad+ epochs"):
             t0 = time.perf_counter()
             loss = run_epoch(ctx, ctx.retain, joint_loss, optimizer, "NegGrad+")
             ctx.log.append({"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0})

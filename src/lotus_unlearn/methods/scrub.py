@@ -27,7 +27,6 @@ from lotus_unlearn.methods.base import (
     register,
     run_epoch,
 )
-from lotus_unlearn.progress import track
 
 
 @dataclass
@@ -81,7 +80,7 @@ class Scrub(Method):
             z_s = student(x)
             return cfg.alpha * distill_kl(z_s, z_t, cfg.temperature) + cfg.gamma * F.cross_entropy(z_s.float(), y)
 
-        for epoch in track(range(cfg.epochs), "SCRUB epochs"):
+        for epoch in ctx.epochs("SCRUB epochs"):
             t0 = time.perf_counter()
             entry: dict = {"epoch": epoch}
             if epoch < cfg.msteps:

@@ -64,6 +64,7 @@ class SSD(Method):
         "Foster et al., Fast Machine Unlearning Without Retraining Through Selective Synaptic Dampening, AAAI 2024"
     )
     Config = SSDConfig
+    runs_epochs = False
     notes = (
         "alpha 10, lambda 1 as here, but its reference applies the dampening once per epoch (10x on ResNet); "
         "one-shot here, `epochs` is ignored"

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from lotus_unlearn.data.base import as_dataset
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.inputs import check_module, first_inputs, input_error
+from lotus_unlearn.inputs import check_items, check_module, input_error
 from lotus_unlearn.metrics.checks import check_logits
 from lotus_unlearn.metrics.classification import accuracy, per_class_accuracy
 from lotus_unlearn.metrics.divergence import (
@@ -199,8 +199,7 @@ def evaluate(
         raise UserError(f"unknown split names {', '.join(unknown)}; use forget, retain, test and val")
     data = {k: as_dataset(splits[k], f"{k} split") for k in SPLITS if k in splits}
     for k, d in data.items():
-        if isinstance(d, (list, tuple)):  # a plain sequence: say so if its items are not (x, y) pairs
-            first_inputs(d, f"{k} split")
+        check_items(d, f"{k} split")
     for what, m in {"model": model, "original": original, "gold": gold, "random_model": random_model}.items():
         if m is not None or what == "model":
             check_module(m, what)

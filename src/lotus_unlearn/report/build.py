@@ -14,6 +14,7 @@ from typing import Any
 from lotus_unlearn.data import Split
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods import UnlearnResult
+from lotus_unlearn.report.selection import selection_view, tuning_view
 from lotus_unlearn.report.verdict import verdict
 from lotus_unlearn.utils import (
     WEIGHTS_HASH_FORMAT,
@@ -144,6 +145,8 @@ def build_report(
             "seconds": result.seconds,
             "epochs_run": result.epochs_run,
             "log": result.log,
+            "selection": result.selection,
+            "tuning": result.tuning,
         },
         "weights": {"input_sha256": input_sha, "output_sha256": state_dict_hash(result.model)},
         "lineage": lineage or {"parent_weights_sha256": input_sha, "previous_report": None, "history": []},
@@ -333,6 +336,8 @@ def _context(report: dict[str, Any], plots: dict[str, Any] | None = None) -> dic
         "hparams": meth.get("hparams") or {},
         "log": meth.get("log") or [],
         "log_keys": sorted({k for row in meth.get("log") or [] for k in row}, key=_log_order),
+        "selection": selection_view(meth),
+        "tuning": tuning_view(meth),
         "versions": report.get("versions") or {},
         "gold": {k: m.get(k) for k in ("jsd", "avg_gap") if isinstance(m.get(k), float)},
         "plots": plots or {},
