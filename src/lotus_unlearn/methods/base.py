@@ -120,7 +120,7 @@ class Config:
     channels_last: bool | None = None  # None: NHWC weights for conv models (faster on CPU and CUDA)
     compile: bool = False  # torch.compile the model (and the frozen original) in place
     select: str | None = None  # "rf_gap": score RF-Gap on validation data after each epoch, return the best epoch
-    select_rows: int = 512  # rows of D_f, D_r and D_val that `select` scores (seeded subsets)
+    select_rows: int = 512  # rows of D_f, D_r and D_val that `select` scores (seeded subsets; LoTUS: all of D_f)
 
     constraints: ClassVar[dict[str, Constraint]] = {
         "epochs": NON_NEGATIVE,
@@ -297,6 +297,7 @@ class Method:
     # runs data-parallel under torchrun: every rank takes the same control-flow decisions (docs/scaling.md)
     data_parallel: ClassVar[bool] = True
     runs_epochs: ClassVar[bool] = True  # False for one-shot methods: `select` has no epoch to choose from
+    forget_pass_each_epoch: ClassVar[bool] = False  # True: `select` scores all of D_f (the method reuses the pass)
 
     def __init__(self, **hparams: Any) -> None:
         self.cfg = build_config(self.Config, hparams, self.name)
@@ -313,7 +314,7 @@ class Method:
         start = time.perf_counter()
         ctx = make_context(model, forget, retain, val, self.cfg)
         if getattr(self.cfg, "select", None) is not None:
-            ctx.selector = RFGapSelector(ctx)
+            ctx.selector = RFGapSelector(ctx, whole_forget=self.forget_pass_each_epoch)
         epochs = self.run(ctx)
         selection = ctx.selector.finish(ctx) if ctx.selector is not None else None
         ctx.model.eval()
