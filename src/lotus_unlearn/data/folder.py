@@ -7,7 +7,7 @@
 
 Sample ids are positions in the sorted list of training files (relative paths), so they do not depend on the
 seed or on `per_class`. A held-out folder alone (ImageNet's val) is split 50/50 stratified and seeded into
-val/test like the other datasets; with both val/ and test/ each is used as given (MUFAC). Small datasets are
+val/test like the other datasets; with both val/ and test/ each is used as given. Small datasets are
 decoded into memory (a `TensorData`); large ones become an `ImageFiles`, which decodes each image when a batch
 needs it, so evaluating N images holds one batch of pixels at a time. Our own reader: torchvision is not used.
 
