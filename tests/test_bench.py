@@ -16,11 +16,14 @@ from lotus_unlearn.bench.config import parse_config
 from lotus_unlearn.bench.report import build_report
 from lotus_unlearn.bench.store import JSONStore, SQLiteStore, load_rows
 from lotus_unlearn.bench.tables import (
+    MethodStats,
     aggregate,
     alpha_sweep,
     best_per_column,
+    correlation,
     markdown_table,
     pearson,
+    rf_gap_correlation,
     rf_jsd_correlation,
 )
 from lotus_unlearn.errors import UserError
@@ -58,7 +61,8 @@ def hand_rows():
     rows = []
     for s in (1, 2):
         rows.append(row("retrain", s, **GOLD[s], avg_gap=0.0, jsd=0.0, rf_jsd=0.02))
-        rows.append(row("original", s, **m(0.9, 1.0, 1.0, 0.8), avg_gap=avg_gap(m(0.9, 1.0, 1.0, 0.8), GOLD[s])))
+        om = m(0.9, 1.0, 1.0, 0.8)
+        rows.append(row("original", s, seconds=20.0, **om, avg_gap=avg_gap(om, GOLD[s])))
         rows.append(
             row("lotus", s, seconds=2.0 * s, **LOTUS[s], avg_gap=avg_gap(LOTUS[s], GOLD[s]), jsd=0.01 * s, rf_jsd=0.03)
         )
@@ -104,6 +108,49 @@ def test_best_per_column_closest_to_gold_and_lowest():
     md = markdown_table(aggregate(hand_rows()))
     assert md.count("\n") == 1 + 4  # header, separator, 4 methods
     assert "**1.50e-02 ± 5.00e-03**" in md  # lotus's JSD, bold
+
+
+def test_no_method_is_best_where_it_is_worse_than_the_original():
+    def st(method, **mean):
+        return MethodStats(method, [1], mean=mean)
+
+    stats = [
+        st("original", avg_gap=0.03, mia=0.70, seconds=10.0),
+        st("retrain", avg_gap=0.0, mia=0.60, seconds=10.0),
+        st("a", avg_gap=0.05, mia=0.65, seconds=11.0),
+        st("b", avg_gap=0.04, mia=0.80, seconds=10.0),
+    ]
+    best = best_per_column(stats)
+    assert "avg_gap" not in best  # both methods are worse than the original: no bold at all
+    assert best["mia"] == {"a"}  # 0.05 from gold against the original's 0.10; b (0.20) is worse than the original
+    assert best["seconds"] == {"b"}  # as fast as the original is not worse
+    assert "**" not in markdown_table(stats).splitlines()[2]  # the Original row itself is never bold
+
+
+def test_rf_gap_correlation_by_hand_and_with_few_points():
+    x, y = [0.1, 0.2, 0.3, 0.4, 0.5], [0.1, 0.3, 0.2, 0.5, 0.4]
+    # deviations from the means (0.3): dx = (-.2, -.1, 0, .1, .2), dy = (-.2, 0, -.1, .2, .1);
+    # r = sum(dx dy) / sqrt(sum dx^2 sum dy^2) = 0.08 / 0.1 = 0.8; the ranks have the same pattern: rho = 0.8
+    c = correlation(x, y)
+    assert c["n"] == 5 and c["caveat"] is None
+    assert c["pearson"] == pytest.approx(0.8) and c["spearman"] == pytest.approx(0.8)
+    # monotone but not linear: Spearman 1, Pearson below 1
+    c = correlation(x, [v**3 for v in x])
+    assert c["spearman"] == pytest.approx(1.0) and c["pearson"] < 0.99
+    few = correlation(x[:4], y[:4])
+    assert few["pearson"] is None and few["spearman"] is None and "too few" in few["caveat"]
+    rows = [
+        row("lotus", i, bench="a", rf_gap=b, avg_gap=a, **GOLD[1]) for i, (a, b) in enumerate(zip(x, y, strict=True))
+    ]
+    rows += [
+        row("lotus", i, bench="b", rf_gap=b, avg_gap=a, **GOLD[1])
+        for i, (a, b) in enumerate(zip(x[:3], y[:3], strict=True))
+    ]
+    rows.append(row("lotus", 9, bench="b", status="failed"))
+    c = rf_gap_correlation(rows)
+    assert c["per_benchmark"]["a"]["pearson"] == pytest.approx(0.8)
+    assert c["per_benchmark"]["b"]["caveat"] and c["per_benchmark"]["b"]["n"] == 3
+    assert c["pooled"]["n"] == 8 and len(c["points"]) == 8
 
 
 def test_pearson_with_and_without_gold_averaged_over_benchmarks():
@@ -214,6 +261,12 @@ def test_report_writes_markdown_csv_latex_and_plots(tmp_path):
     assert r"\textbf{" in tex and r"$\pm$" in tex
     assert (tmp_path / "toy_cnn_0_1_avg_gap.png").stat().st_size > 1000
     assert "pcc" in out["numbers"]
+    assert "RF-Gap against Avg Gap" not in text  # no row has rf_gap: no section
+    for i, r in enumerate(rows):
+        r["metrics"]["rf_gap"] = r["metrics"]["avg_gap"] + 0.01 * (i % 3)
+    text = build_report(rows, tmp_path)["markdown"]
+    assert "## RF-Gap against Avg Gap" in text and "| toy/cnn/0.1 | 8 |" in text
+    assert (tmp_path / "toy_cnn_0_1_rf_gap_vs_avg_gap.png").stat().st_size > 1000
 
 
 # --- config ---------------------------------------------------------------------------------------------------
@@ -250,6 +303,8 @@ def test_config_expands_to_cells_with_overrides():
         ({"methods": {"lotus": {"alpah": 2}}}, "unknown hyper-parameter"),
         ({"forget": [1.5]}, "fraction must be in"),
         ({"forget": [{"fraction": 0.1, "classes": [1]}]}, "exactly one of"),
+        ({"forget": [{"first": 10, "classes": [1]}]}, "exactly one of"),
+        ({"forget": [{"first": 0}]}, "forget first must be a whole number"),
         ({"models": [{"model": "cnn", "train": {"epoch": 3}}]}, "unknown training setting"),
         ({"seeds": [1, 1]}, "twice"),
     ],
@@ -370,3 +425,135 @@ def test_mlflow_missing_is_one_line(tmp_path, stub, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_mlflow)
     with pytest.raises(UserError, match="mlflow package"):
         runner.run_bench(parse_config(BASE), tmp_path / "r.sqlite", mlflow_uri="", echo=lambda s: None)
+
+
+# --- retrain-free benchmarks: gold: none, original from a weights file --------------------------------------------
+
+
+def _pretrained(tmp_path, width=4):
+    """A 'pretrained' original for digits: a cnn's state_dict saved as a bare safetensors file (not trained here)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from lotus_unlearn.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("cnn", num_classes=10, in_channels=1, image_size=8, width=width, hidden=16)
+    path = tmp_path / "original.safetensors"
+    save_file(net.state_dict(), str(path))
+    return path
+
+
+def _rf_config(path, **extra):
+    return {
+        "datasets": ["digits"],
+        "gold": "none",
+        "models": [{"model": "cnn", "model_kwargs": {"width": 4, "hidden": 16}, "original": str(path)}],
+        "forget": [0.1],
+        "methods": {"lotus": {"epochs": 1, "augment": False}, "finetune": {"epochs": 1, "augment": False}},
+        "seeds": [1, 2],
+        "device": "cpu",
+        "eval": {"n_boot": 10},
+        **extra,
+    }
+
+
+def test_gold_none_has_no_retrain_cells_and_keys_name_the_original(tmp_path):
+    path = _pretrained(tmp_path)
+    cfg = parse_config(_rf_config(path))
+    g = cfg.groups()[0]
+    assert [v.method for v in g.references] == ["original"]
+    assert len(g.cell_ids()) == 3  # original, lotus, finetune
+    key = cfg.cell_key(g, g.variants[0])
+    assert key["gold"] == "none" and key["original"]["path"] == str(path) and len(key["original"]["sha256"]) == 64
+    base = parse_config(BASE)
+    assert "gold" not in base.cell_key(*base.find_cell(base.groups()[0].cell_ids()[0]))  # old keys unchanged
+    with pytest.raises(UserError, match="`gold` must be train"):
+        parse_config({**BASE, "gold": False})
+    with pytest.raises(UserError, match="`original` of model cnn must be the path"):
+        parse_config({**BASE, "models": [{"model": "cnn", "original": 3}]})
+
+
+def test_original_file_missing_or_not_fitting_is_one_line_before_any_cell(tmp_path, stub):
+    missing = tmp_path / "nope.safetensors"
+    with pytest.raises(UserError, match=f"original weights {missing} do not exist"):
+        runner.run_bench(parse_config(_rf_config(missing)), tmp_path / "r.sqlite", echo=lambda s: None)
+    wide = _pretrained(tmp_path, width=8)  # another architecture than the config's width 4
+    with pytest.raises(UserError, match=f"original weights {wide} .*does not fit the model"):
+        runner.run_bench(parse_config(_rf_config(wide)), tmp_path / "r.sqlite", echo=lambda s: None)
+    assert stub.calls == []  # no cell ran
+
+
+def test_retrain_free_bench_end_to_end_table3_in_paper_units(tmp_path):
+    path = _pretrained(tmp_path)
+    cfg = parse_config(_rf_config(path, seeds=[1], train_size=400))
+    counts = runner.run_bench(cfg, tmp_path / "r.sqlite", echo=lambda s: None)
+    assert counts == {"total": 3, "skipped": 0, "ran": 3, "failed": 0}
+    rows = load_rows([tmp_path / "r.sqlite"])
+    orig = [r for r in rows if r["method"] == "original"]
+    assert all(r["seconds"] is None for r in orig)  # pretrained: no training time of ours
+    lotus = next(r for r in rows if r["method"] == "lotus")
+    assert "avg_gap" not in lotus["metrics"] and "jsd" not in lotus["metrics"]
+    assert lotus["metrics"]["rf_jsd_compat_x1e4"] > 0 and 0 <= lotus["metrics"]["mia"] <= 1
+    text = build_report(rows, tmp_path / "rep", units="paper")["markdown"]
+    head = next(line for line in text.splitlines() if line.startswith("| method"))
+    assert head == "| method | RF-JSD (×1e4) | time (min) | Acc_r | Acc_test | Acc_f | MIA |"
+    assert "| Original | " in text and "Retrain" not in head
+    assert "Avg Gap" not in head
+
+
+# --- paper units and the paper's published values ---------------------------------------------------------------
+
+
+def test_published_values_file_is_well_formed():
+    from lotus_unlearn.bench.paper import METRICS, published
+    from lotus_unlearn.bench.tables import NAMES
+
+    entries = published()
+    assert len(entries) >= 16
+    keys = [(e["benchmark"]["dataset"], e["benchmark"]["model"], str(e["benchmark"]["forget"])) for e in entries]
+    assert len(keys) == len(set(keys))  # one entry per benchmark
+    for e in entries:
+        assert e["source"] and e["values"]
+        for method, vals in e["values"].items():
+            assert method in NAMES and set(vals) <= set(METRICS), (e["source"], method)
+
+
+def test_report_in_paper_units_puts_published_values_next_to_ours(tmp_path):
+    rows = []
+    for r in hand_rows():
+        r.update(dataset="cifar10", forget="0.1-first_k", benchmark="cifar10/resnet18_ref/0.1-first_k")
+        r["config"] = {"model": "resnet18_ref"}
+        r["seconds"] = 60.0 * r["seed"]  # 1 and 2 minutes
+        r["metrics"].update(jsd_compat_x1e4=0.5, rf_jsd_compat_x1e4=10.0 + r["seed"])
+        rows.append(r)
+    out = build_report(rows, tmp_path, units="paper")
+    text = out["markdown"]
+    assert (
+        "| method | MIA | Acc_f | Acc_r | Acc_test | Avg Gap | Avg Gap (on means) | JSD (×1e4) | RF-JSD (×1e4) | RF-Gap | time (min) |"
+        in text
+    )
+    assert "| 1.50 ± 0.50 |" in text  # time in minutes, mean ± std over the 2 seeds
+    assert "Next to the paper's published values" in text
+    assert (
+        "| LoTUS | RF-JSD (×1e4) | 11.5 ± 0.5 | 15.75 | LoTUS paper: instance-wise results, 10% forget set, ResNet18 / CIFAR-10, row lotus |"
+        in text
+    )
+    cmp = list(csv_reader((tmp_path / "paper_comparison.csv").read_text()))
+    lotus_time = next(r for r in cmp if r["method"] == "lotus" and r["metric"] == "minutes")
+    assert float(lotus_time["ours_mean"]) == pytest.approx(1.5) and float(lotus_time["paper"]) == 0.29
+    scrub = next(r for r in cmp if r["method"] == "scrub")
+    assert scrub["ours_mean"] == "" and scrub["paper"] == "0.075"  # not run here: the paper's value alone
+    assert (tmp_path / "results.csv").read_text().splitlines()[0].endswith("minutes_mean,minutes_std,best")
+    with pytest.raises(UserError, match="unknown units 'si'"):
+        build_report(rows, tmp_path, units="si")
+    # textbook units: the same tables with textbook JSD and seconds; the comparison is still in the paper's units
+    text = build_report(rows, tmp_path / "t")["markdown"]
+    assert "| JSD | RF-JSD | RF-Gap | time (s) |" in text and "| 15.75 |" in text
+
+
+def csv_reader(text):
+    import csv
+    import io
+
+    return csv.DictReader(io.StringIO(text))

@@ -45,7 +45,10 @@ def test_safetensors_round_trip_rebuilds_from_sidecar(tmp_path: Path, name: str)
     assert path.is_file() and side.is_file()
     info = json.loads(side.read_text())
     assert info["model"]["name"] == name and info["seed"] == 7 and "weights_sha256" in info
-    loaded, meta = load_checkpoint(path)
+    if ":" in name:  # model code a sidecar names is never imported: the caller names it (docs/reliability.md)
+        with pytest.raises(UserError, match="names model code"):
+            load_checkpoint(path)
+    loaded, meta = load_checkpoint(path, **({"name": name} if ":" in name else {}))
     assert type(loaded) is type(model)
     assert meta["seed"] == 7
     assert torch.equal(outputs(loaded), outputs(model))
@@ -170,3 +173,16 @@ def test_corrupt_sidecar_is_a_user_error(tmp_path: Path) -> None:
     sidecar_path(path).write_text("{oops")
     with pytest.raises(UserError, match="sidecar"):
         load_checkpoint(path)
+
+
+def test_one_tensor_hash_format_for_weights_and_prediction_cache() -> None:
+    from lotus_unlearn.metrics import model_fingerprint
+    from lotus_unlearn.utils import state_dict_hash
+
+    model = tiny()
+    salt = f"{type(model).__module__}.{type(model).__qualname__};"
+    assert model_fingerprint(model) == state_dict_hash(model, salt=salt)
+    assert state_dict_hash(model) == state_dict_hash(model.state_dict())
+    with torch.no_grad():
+        next(model.parameters())[0].add_(1e-3)
+    assert state_dict_hash(model) != state_dict_hash(tiny())

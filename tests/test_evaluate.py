@@ -21,6 +21,7 @@ from lotus_unlearn.metrics import (
     mia_holdout_accuracy,
     per_class_accuracy,
     predict,
+    rf_gap_terms,
     rf_jsd,
     rf_jsd_floor,
     zrf,
@@ -30,6 +31,7 @@ from lotus_unlearn.metrics.evaluate import random_init_copy
 BASE = ["acc_forget", "acc_retain", "acc_test", "acc_val", "mia", "zrf"]
 WITH_ORIGINAL = ["rf_jsd", "original_acc_forget", "original_acc_retain", "original_acc_test", "original_acc_val"]
 WITH_ORIGINAL += ["original_mia", "original_rf_jsd"]
+WITH_ORIGINAL_END = ["rf_gap", "original_rf_gap"]
 WITH_GOLD = ["jsd", "avg_gap", "gold_acc_forget", "gold_acc_retain", "gold_acc_test", "gold_acc_val", "gold_mia"]
 
 
@@ -81,10 +83,11 @@ def test_keys_are_exactly_the_designs(splits):
     assert scalar_keys(lu.evaluate(model, splits)) == BASE
     no_val = {k: v for k, v in splits.items() if k != "val"}
     assert scalar_keys(lu.evaluate(model, no_val)) == [k for k in BASE if k != "acc_val"]
-    assert scalar_keys(lu.evaluate(model, splits, original=original)) == BASE + WITH_ORIGINAL
+    assert scalar_keys(lu.evaluate(model, splits, original=original)) == BASE + WITH_ORIGINAL + WITH_ORIGINAL_END
     assert scalar_keys(lu.evaluate(model, splits, gold=gold)) == BASE + WITH_GOLD
     full = lu.evaluate(model, splits, original=original, gold=gold)
-    assert scalar_keys(full) == BASE + WITH_ORIGINAL + WITH_GOLD + ["gold_rf_jsd"]
+    ends = [*WITH_ORIGINAL_END, "gold_rf_gap"]
+    assert scalar_keys(full) == BASE + WITH_ORIGINAL + WITH_GOLD + ["gold_rf_jsd"] + ends
     assert all(isinstance(full[k], float) for k in scalar_keys(full))
     diag = full["diagnostics"]
     for key in ("per_class_acc", "entropy", "mia_attack_holdout_acc", "attack", "rf_jsd_floor", "needs_gold"):
@@ -104,6 +107,7 @@ def test_missing_floor_is_reported_not_fatal(splits):
     report = lu.evaluate(small_net(10), no_class_0, original=small_net(11))
     assert report["diagnostics"]["rf_jsd_floor"] is None
     assert "class 0" in report["diagnostics"]["rf_jsd_floor_error"]
+    assert "rf_gap" not in report and "class 0" in report["diagnostics"]["rf_gap_error"]
 
 
 def test_evaluate_agrees_with_pure_functions_on_one_predict_pass(splits, unlearned, digits_original, digits_gold):
@@ -136,6 +140,17 @@ def test_evaluate_agrees_with_pure_functions_on_one_predict_pass(splits, unlearn
     expected["jsd"] = jsd(u["forget"].logits.softmax(1), g["forget"].logits.softmax(1))
     method = {k: expected[k] for k in ("mia", "acc_forget", "acc_retain", "acc_test")}
     expected["avg_gap"] = avg_gap(method, {k: expected[f"gold_{k}"] for k in method})
+    for prefix, p in (("", u), ("original_", o), ("gold_", g)):  # RF-Gap: unseen data = val, targets = f_o's
+        expected[f"{prefix}rf_gap"] = rf_gap_terms(
+            forget_logits=p["forget"].logits,
+            forget_labels=p["forget"].labels,
+            retain_logits=p["retain"].logits,
+            retain_labels=p["retain"].labels,
+            unseen_logits=p["val"].logits,
+            unseen_labels=p["val"].labels,
+            original_retain_logits=o["retain"].logits,
+            original_unseen_logits=o["val"].logits,
+        )["rf_gap"]
 
     assert set(scalar_keys(report)) == set(expected)
     for key, value in expected.items():

@@ -11,8 +11,8 @@ from lotus_unlearn.data import instance_split, load_dataset
 
 ACCS = ("acc_forget", "acc_retain", "acc_test", "acc_val")
 BASE_KEYS = {*ACCS, "mia", "zrf"}
-ORIGINAL_KEYS = {"rf_jsd", *(f"original_{k}" for k in (*ACCS, "mia", "rf_jsd"))}
-GOLD_KEYS = {"jsd", "avg_gap", *(f"gold_{k}" for k in (*ACCS, "mia", "rf_jsd"))}
+ORIGINAL_KEYS = {"rf_jsd", "rf_gap", *(f"original_{k}" for k in (*ACCS, "mia", "rf_jsd", "rf_gap"))}
+GOLD_KEYS = {"jsd", "avg_gap", *(f"gold_{k}" for k in (*ACCS, "mia", "rf_jsd", "rf_gap"))}
 RECIPE = {"epochs": 12, "lr": 0.05, "batch_size": 64, "augment": False, "device": "cpu", "seed": 0}
 
 

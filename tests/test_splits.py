@@ -140,8 +140,8 @@ def test_ids_split_accepts_a_valid_list(train: TensorData) -> None:
     [
         ([], "empty"),
         ([101, 102, 101], "repeats"),
-        ([101, 99], "out of range"),
-        ([101, 170], "out of range"),
+        ([101, 99], "not in the training set"),
+        ([101, 170], "not in the training set"),
         (list(range(100, 170)), "every training sample"),
     ],
 )
@@ -151,7 +151,7 @@ def test_ids_split_errors(train: TensorData, ids: list[int], message: str) -> No
 
 
 def test_apply_refuses_foreign_ids_and_full_cover(train: TensorData) -> None:
-    with pytest.raises(UserError, match="not training sample ids"):
+    with pytest.raises(UserError, match=r"not in the training set \(70 samples, ids 100..169\)"):
         Split([5, 101]).apply(train)
     with pytest.raises(UserError, match="every training sample"):
         Split(list(range(100, 170))).apply(train)

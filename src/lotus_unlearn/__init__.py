@@ -10,10 +10,12 @@ from lotus_unlearn import data, methods, metrics, models
 from lotus_unlearn._version import __version__
 from lotus_unlearn.checkpoint import load_checkpoint, save_checkpoint
 from lotus_unlearn.errors import UnlearningFailed, UserError
+from lotus_unlearn.ids import training_ids
 from lotus_unlearn.methods import METHODS, UnlearnResult, unlearn
 from lotus_unlearn.metrics import evaluate
 from lotus_unlearn.models import create_model
 from lotus_unlearn.train import train_model
+from lotus_unlearn.tune import tune
 from lotus_unlearn.utils import tune_cpu_allocator
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "models",
     "save_checkpoint",
     "train_model",
+    "training_ids",
+    "tune",
     "tune_cpu_allocator",
     "unlearn",
 ]

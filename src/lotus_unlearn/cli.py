@@ -6,13 +6,14 @@ import json
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from lotus_unlearn.errors import UnlearningFailed, UserError
+from lotus_unlearn.errors import LotusWarning, UnlearningFailed, UserError
 from lotus_unlearn.utils import tune_cpu_allocator
 
 if TYPE_CHECKING:
@@ -77,6 +78,16 @@ DataArgs = Annotated[
 ]
 
 
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Write into an --out that already holds a run; the earlier run is kept (never deleted) as an earlier "
+        "generation in the hidden folder .OUT.generations beside it.",
+    ),
+]
+
+
 @app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
     STATE["debug"] = debug
@@ -124,16 +135,18 @@ def demo(
     device: Device = "auto",
     data_root: DataRoot = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Retrain the original and gold models.")] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Embedded default end to end: train, forget 10%, LoTUS, evaluate, report.
 
     Example: lotus-unlearn demo --out runs/demo
     """
     from lotus_unlearn.demo import run_demo
+    from lotus_unlearn.outputs import check_output
 
     _check_data_root(data_root)
-    _check_output(out)
-    run_demo(out, device=device, data_root=data_root, use_cache=not no_cache, console=console)
+    check_output(out, overwrite)
+    run_demo(out, device=device, data_root=data_root, use_cache=not no_cache, console=console, overwrite=overwrite)
 
 
 @app.command()
@@ -194,16 +207,20 @@ def train(
     from lotus_unlearn import distributed
     from lotus_unlearn.checkpoint import load_pretrained, load_state_dict, save_checkpoint
     from lotus_unlearn.data import load_dataset
+    from lotus_unlearn.history import DeletionHistory, TrainSubset
+    from lotus_unlearn.ids import dataset_listing
     from lotus_unlearn.pipeline import model_for, training_record
     from lotus_unlearn.train import train_model
 
     _check_data_root(data_root)
-    _check_output(out, is_file=True)
+    _check_output_file(out)
     data_args = parse_pairs(data_arg, "--data-arg")
     bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **data_args)
     data, role, split = bundle.train, "original", None
     if forget or forget_class or forget_fraction is not None:
-        split = _request(forget, forget_class, forget_fraction, split_mode).resolve(bundle, seed)
+        request = _request(forget, forget_class, forget_fraction, split_mode)
+        request.listing = dataset_listing(dataset, train_size, seed)
+        split = request.resolve(bundle, seed)
         data, role = split.apply(bundle.train)[1], "gold"
     net = model_for(bundle, model, seed, **parse_pairs(model_arg, "--model-arg"))
     if weights is not None:
@@ -232,8 +249,13 @@ def train(
         **({"weights": str(weights)} if weights is not None else {}),
         **({"world_size": distributed.world_size()} if distributed.active() else {}),
     )
+    train_ids = bundle.train.ids.tolist()
+    record = {
+        "history": DeletionHistory.of_retraining(train_ids, data.ids.tolist()),
+        "train_subset": TrainSubset.of(bundle.name, train_ids, train_size, seed),
+    }
     if distributed.is_main():  # in a torchrun job every rank holds the same model; rank 0 writes it
-        save_checkpoint(result.model, out, meta)
+        save_checkpoint(result.model, out, meta, **record)
     console.print(f"trained {role} {model} on {len(data)} samples in {result.seconds:.1f} s -> {out}")
 
 
@@ -248,21 +270,26 @@ def _load(
     model_arg: list[str] | None = None,
     what: str = "checkpoint",
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a checkpoint for `bundle`: rebuilt from its sidecar, or as `--model` when given (or when there is no
-    sidecar); then check that it was made for this dataset and fits its inputs and classes."""
+    """Load a checkpoint for `bundle`: rebuilt from its sidecar (registry models only: model code a file names is
+    refused), or as `--model` when given (or when there is no sidecar); then check that it was made for this dataset and fits its inputs and classes."""
     from lotus_unlearn.checkpoint import load_checkpoint, load_weights, read_meta
     from lotus_unlearn.checkpoint import load_state_dict as read_state
+    from lotus_unlearn.outputs import verify_checkpoint_folder
     from lotus_unlearn.pipeline import model_for
 
     if not checkpoint.is_file():
         raise UserError(f"{what} {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
+    verify_checkpoint_folder(checkpoint)
     state = read_state(checkpoint)
     meta = read_meta(checkpoint)
     if meta.get("dataset") and not _same_name(str(meta["dataset"]), bundle.name):
         raise UserError(
             f"{what} {checkpoint} was trained on {meta['dataset']}, not {bundle.name}; pass --dataset {meta['dataset']}"
         )
-    if model is not None or not meta.get("model"):
+    if model is not None and model == (meta.get("model") or {}).get("name"):
+        # the person named the sidecar's model (needed for code, `package.module:factory`): its arguments apply
+        net = load_checkpoint(checkpoint, name=model, **parse_pairs(model_arg, "--model-arg"))[0]
+    elif model is not None or not meta.get("model"):
         if model is None:
             raise UserError(
                 f"{what} {checkpoint} has no .json sidecar naming its architecture; pass --model NAME "
@@ -302,18 +329,6 @@ def _check_fits(net: nn.Module, bundle: DatasetBundle, label: str) -> None:
         )
 
 
-def _previously_forgotten(meta: dict[str, Any]) -> list[int]:
-    """Sample ids forgotten by earlier requests on this checkpoint (recorded in its sidecar by `unlearn`)."""
-    ids = meta.get("forgotten_ids") or []
-    try:
-        return sorted({int(i) for i in ids})
-    except (TypeError, ValueError):
-        raise UserError(
-            "the checkpoint sidecar's forgotten_ids is not a list of sample ids; restore the sidecar "
-            "written by `lotus-unlearn unlearn`"
-        ) from None
-
-
 def _experiment(
     checkpoint: Path,
     dataset: str,
@@ -323,20 +338,33 @@ def _experiment(
     train_size: int | None,
     data_arg: list[str] | None,
     seed: int,
-) -> tuple[Any, int | None, dict[str, Any]]:
-    """Check the inputs, then load the dataset as the checkpoint was trained (its train_size and data options
-    unless given) and split it by `request` (a ForgetRequest or a saved Split). Returns (experiment, train_size,
-    data_args)."""
-    from lotus_unlearn.checkpoint import read_meta
-    from lotus_unlearn.pipeline import prepare
+) -> tuple[Any, dict[str, Any], Any, Any]:
+    """Check the inputs, then load the dataset as the checkpoint was trained (the training subset it records,
+    whatever `seed`; its data options unless given) and split it by `request` (a ForgetRequest or a saved Split).
+    Returns (experiment, data_args, the checkpoint's record, the training subset loaded)."""
+    from lotus_unlearn.checkpoint import read_meta, read_record
+    from lotus_unlearn.history import TrainSubset
+    from lotus_unlearn.ids import listing_command, subset_of, verify_subset
+    from lotus_unlearn.outputs import verify_checkpoint_folder
+    from lotus_unlearn.pipeline import ForgetRequest, prepare
 
     _check_data_root(data_root)
     if not checkpoint.is_file():
         raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
-    size = train_size if train_size is not None else read_meta(checkpoint).get("train_size")
+    verify_checkpoint_folder(checkpoint)
+    record = read_record(checkpoint)
+    size, subset_seed = subset_of(checkpoint, record, read_meta(checkpoint), train_size)
     data_args = _data_args(data_arg, checkpoint)
-    exp = prepare(dataset, request, seed=seed, data_root=data_root, train_size=size, data_args=data_args)
-    return exp, size, data_args
+    if isinstance(request, ForgetRequest):
+        request.listing = listing_command(checkpoint)
+    exp = prepare(
+        dataset, request, seed=seed, data_root=data_root, train_size=size, data_args=data_args, subset_seed=subset_seed
+    )
+    verify_subset(exp.bundle, record, checkpoint)
+    loaded = TrainSubset.of(
+        exp.bundle.name, exp.bundle.train.ids.tolist(), size, seed if subset_seed is None else subset_seed
+    )
+    return exp, data_args, record, record.train_subset or loaded
 
 
 @app.command("unlearn")
@@ -374,6 +402,19 @@ def unlearn_cmd(
     seed: Seed = 0,
     device: Device = "auto",
     compile: Compile = False,
+    overwrite: Overwrite = False,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="Search the method's key settings (LoTUS: alpha x lr; others: lr x 1, 3, 1/3, 10; --hparam "
+            "settings stay fixed) and keep the model with the lowest RF-Gap on validation data; each run keeps its "
+            "best epoch. The search table and its time go in the report.",
+        ),
+    ] = False,
+    tune_budget: Annotated[
+        int | None, typer.Option("--tune-budget", help="Runs the --tune search may take (default 4).")
+    ] = None,
 ) -> None:
     """Make a checkpoint forget data; write the unlearned checkpoint and its audit report.
 
@@ -392,18 +433,26 @@ def unlearn_cmd(
     from lotus_unlearn import distributed
     from lotus_unlearn.checkpoint import save_checkpoint
     from lotus_unlearn.data import save_split
+    from lotus_unlearn.history import report_record
     from lotus_unlearn.methods import get_method
     from lotus_unlearn.metrics import evaluate
+    from lotus_unlearn.outputs import check_output, new_generation
     from lotus_unlearn.pipeline import Experiment
     from lotus_unlearn.report import build_report, history_entry, lineage_of, write_report
+    from lotus_unlearn.tune import check_tuning
+    from lotus_unlearn.tune import tune as tune_search
     from lotus_unlearn.utils import state_dict_hash
 
     started = time.perf_counter()
     cls = get_method(method)
     hp = {**parse_pairs(hparam, "--hparam"), **({"compile": True} if compile else {})}
     cls(**hp)  # validate names and types before any data is loaded
-    _check_output(out)
-    exp, size, data_args = _experiment(
+    if tune_budget is not None and not tune:
+        raise UserError("--tune-budget sets the size of a --tune search; add --tune")
+    if tune:
+        check_tuning(4 if tune_budget is None else tune_budget)
+    check_output(out, overwrite)
+    exp, data_args, record, subset = _experiment(
         checkpoint,
         dataset,
         _request(forget, forget_class, forget_fraction, split_mode),
@@ -414,7 +463,7 @@ def unlearn_cmd(
     )
     original, meta = _load(checkpoint, exp.bundle, model, model_arg)
     gold_model = _load(gold, exp.bundle, model, model_arg, "gold model")[0] if gold else None
-    earlier = _previously_forgotten(meta)
+    earlier = list(record.history.forgotten_ids)
     if earlier:  # sequential request: never train on, or measure retain accuracy on, data deleted before
         import numpy as np
 
@@ -430,18 +479,31 @@ def unlearn_cmd(
         hp.setdefault("alpha", 32.0)
     hp.setdefault("seed", seed)
     hp.setdefault("device", device)
-    result = cls(**hp).unlearn(original, exp.forget, exp.retain, exp.bundle.val)
+    if tune:
+        result = tune_search(original, exp.forget, exp.retain, exp.bundle.val, method, tune_budget or 4, **hp)
+        search = result.tuning or {}
+        trained = meta.get("seconds")
+        search["original_train_seconds"] = trained
+        kept = search["table"][search["best"]]
+        console.print(
+            f"tuned: {len(search['table'])} runs in {search['seconds']:.1f} s (the original's training: "
+            f"{f'{trained:.1f} s' if isinstance(trained, (int, float)) else 'not recorded'}); kept {kept['settings']}",
+            highlight=False,
+        )
+    else:
+        result = cls(**hp).unlearn(original, exp.forget, exp.retain, exp.bundle.val)
     console.print(f"{method}: {result.epochs_run} epochs in {result.seconds:.1f} s; evaluating ...")
     t_eval = time.perf_counter()
     metrics = evaluate(result.model, exp.splits, original=original, gold=gold_model, device=device, seed=seed)
     eval_seconds = time.perf_counter() - t_eval
 
     input_sha = state_dict_hash(original)
+    history = record.history.add(exp.split.forget_ids, input_sha)
     lineage = {**lineage_of(checkpoint, meta, input_sha), "previously_forgotten": len(earlier)}
     report = build_report(
         request={
             "dataset": dataset,
-            "train_size": size,
+            "train_size": subset.train_size,
             **({"data_args": data_args} if data_args else {}),
             "seed": seed,
             "checkpoint": str(checkpoint),
@@ -454,38 +516,41 @@ def unlearn_cmd(
         metrics=metrics,
         lineage=lineage,
         timings={"evaluate_seconds": eval_seconds, "total_seconds": time.perf_counter() - started},
+        extra=report_record(history, subset, record.source),
     )
     if not distributed.is_main():  # in a torchrun job every rank holds the same results; rank 0 writes them
         return
-    history = [*lineage["history"], history_entry(report, out / "report.json")]
-    forgotten = sorted(set(earlier) | set(exp.split.forget_ids))
-    save_checkpoint(
-        result.model,
-        out / "model.safetensors",
-        {
-            "role": "unlearned",
-            "method": method,
-            "dataset": dataset,
-            "train_size": size,
-            **({"data_args": data_args} if data_args else {}),
-            "forget_ids_sha256": exp.split.sha256,
-            "parent_weights_sha256": input_sha,
-            "report": "report.json",
-            "deletion_history": history,
-            "forgotten_ids": forgotten,
-        },
-    )
-    save_split(exp.split, out / "split.json")
-    write_report(report, out)
+    with new_generation(out, overwrite) as gen:  # all files appear together, or none
+        folder = gen.path
+        entries = [*lineage["history"], history_entry(report, gen.final / "report.json")]
+        save_checkpoint(
+            result.model,
+            folder / "model.safetensors",
+            {
+                "role": "unlearned",
+                "method": method,
+                "dataset": dataset,
+                "train_size": subset.train_size,
+                **({"data_args": data_args} if data_args else {}),
+                "forget_ids_sha256": exp.split.sha256,
+                "parent_weights_sha256": input_sha,
+                "report": "report.json",
+                "deletion_history": entries,
+            },
+            history=history,
+            train_subset=subset,
+        )
+        save_split(exp.split, folder / "split.json")
+        write_report(report, folder)
     _print_metrics(metrics, method)
     v = report["verdict"]
     console.print(f"verdict: {v['status']}. {v['headline']}", highlight=False)
     console.print(f"wrote {out}/model.safetensors, split.json, report.json, report.md, report.html")
 
 
-def _check_output(out: Path, is_file: bool = False) -> None:
-    """The output folder (or the folder of an output file) must be creatable: no part of its path may be a file."""
-    for parent in [*([] if is_file else [out]), *out.parents]:
+def _check_output_file(out: Path) -> None:
+    """The folder of an output file must be creatable: no part of its path may be a file."""
+    for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise UserError(f"output path {out} cannot be created: {parent} is a file; choose another --out")
@@ -533,9 +598,12 @@ def evaluate_cmd(
     from lotus_unlearn.data import load_split
     from lotus_unlearn.distributed import is_main
     from lotus_unlearn.metrics import evaluate
+    from lotus_unlearn.outputs import verify_checkpoint_folder
 
+    if split is not None:
+        verify_checkpoint_folder(split)  # a split.json inside an output folder is read only if the folder is whole
     request = load_split(split) if split is not None else _request(forget, forget_class, forget_fraction, split_mode)
-    exp, _, _ = _experiment(
+    exp, _, _, _ = _experiment(
         checkpoint, dataset, request, data_root=data_root, train_size=train_size, data_arg=data_arg, seed=seed
     )
     model, _ = _load(checkpoint, exp.bundle, model_name, model_arg)
@@ -547,6 +615,65 @@ def evaluate_cmd(
             sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
     else:
         _print_metrics(metrics, "model")
+
+
+@app.command("ids")
+def ids_cmd(
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="List the ids this checkpoint was trained on.")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Without --checkpoint: the dataset whose ids to list.")
+    ] = None,
+    train_size: Annotated[
+        int | None, typer.Option("--train-size", help="Without --checkpoint: the subset size, as given to `train`.")
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", help="Seed of --sample; without --checkpoint also of the subset, as given to `train`."),
+    ] = 0,
+    subset_seed: Annotated[
+        int | None, typer.Option("--subset-seed", help="Without --checkpoint: the subset's seed, if not --seed.")
+    ] = None,
+    classes: Annotated[
+        list[str] | None, typer.Option("--class", help="Only samples of this class (name or index); repeatable.")
+    ] = None,
+    sample: Annotated[int | None, typer.Option("--sample", help="Draw this many of the ids at random.")] = None,
+    include_forgotten: Annotated[
+        bool, typer.Option("--include-forgotten", help="Also list ids the checkpoint's history says were forgotten.")
+    ] = False,
+    data_root: DataRoot = None,
+    data_arg: DataArgs = None,
+) -> None:
+    """Print training-sample ids, one per line: those behind a checkpoint, less the ones it already forgot.
+
+    An id is a stable position in the dataset's training file (for an image folder: in the sorted list of its
+    training files). The output feeds `unlearn --forget`.
+
+    Examples:
+      lotus-unlearn ids --checkpoint models/original.safetensors --class sandal --sample 100 --seed 1 > ids.txt
+      lotus-unlearn unlearn --checkpoint models/original.safetensors --forget ids.txt --out runs/req-1
+      lotus-unlearn ids --dataset fashion-mnist --train-size 10000 --seed 0
+    """
+    from lotus_unlearn.ids import training_ids
+
+    _check_data_root(data_root)
+    if seed < 0 or (subset_seed is not None and subset_seed < 0):
+        raise UserError("--seed and --subset-seed must be >= 0; pass a non-negative seed")
+    ids = training_ids(
+        checkpoint,
+        dataset=dataset,
+        train_size=train_size,
+        seed=seed,
+        subset_seed=subset_seed,
+        data_root=data_root,
+        data_args=parse_pairs(data_arg, "--data-arg") if data_arg else None,
+        classes=classes or [],
+        sample=sample,
+        include_forgotten=include_forgotten,
+    )
+    if ids:
+        sys.stdout.write("\n".join(map(str, ids)) + "\n")
 
 
 @app.command()
@@ -571,11 +698,17 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Output folder of `lotus
 
     Example: lotus-unlearn report runs/demo
     """
+    from lotus_unlearn.outputs import new_generation, verify_output
     from lotus_unlearn.report import load_report, write_report
 
-    report_dict = load_report(run_dir)
     folder = run_dir.parent if run_dir.name == "report.json" else run_dir
-    write_report(report_dict, folder)
+    verify_output(folder)
+    report_dict = load_report(folder)
+    if folder.is_symlink():  # an output folder of generations: the re-rendered report is a new generation
+        with new_generation(folder, overwrite=True, base=folder) as gen:
+            write_report(report_dict, gen.path)
+    else:
+        write_report(report_dict, folder)
     console.print(f"re-rendered {folder}/report.md and report.html from report.json")
 
 
@@ -609,6 +742,14 @@ def bench_run(
     mlflow_uri: Annotated[
         str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI (implies --mlflow).")
     ] = None,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            "--smoke",
+            help="The same config end to end at toy size (generated data in its format, minimum widths, one epoch, "
+            "first seed) in runs/smoke/NAME (or --results FOLDER), with its report in the paper's units.",
+        ),
+    ] = False,
 ) -> None:
     """Run a benchmark grid into a results store; resumes where a killed run stopped.
 
@@ -616,11 +757,23 @@ def bench_run(
       lotus-unlearn bench run configs/fashion_mnist.yaml --jobs 2
       lotus-unlearn bench run configs/quick.yaml --list-cells --results cells/
       lotus-unlearn bench run configs/quick.yaml --cell ID --results cells/cell-ID.json
+      lotus-unlearn bench run configs/paper/cifar10_resnet18.yaml --smoke
     """
     from lotus_unlearn.bench import list_cells as cells_of
     from lotus_unlearn.bench import load_config, run_bench
 
     cfg = load_config(config)
+    if smoke:
+        from lotus_unlearn.bench.smoke import run_smoke
+
+        if list_cells or cell is not None or mlflow or mlflow_uri is not None:
+            raise UserError("--smoke runs the whole config at toy size; drop --list-cells, --cell and --mlflow")
+        done = run_smoke(cfg, results, jobs=jobs, echo=console.print)
+        c = done["counts"]
+        console.print(f"smoke: {c['ran']} cell(s) run ({c['failed']} failed); report in {done['folder']}/report")
+        if c["failed"]:
+            raise typer.Exit(1)
+        return
     if list_cells:
         for line in cells_of(cfg, str(config), results):
             print(line)
@@ -649,17 +802,28 @@ def bench_report(
     out: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default: `report` beside the first results).")
     ] = None,
+    units: Annotated[
+        str,
+        typer.Option(
+            "--units",
+            help="textbook (JSD, RF-JSD as defined, time in s) or paper (the paper's units: JSD and RF-JSD in the "
+            "reference code's forms x1e4, time in min).",
+        ),
+    ] = "textbook",
 ) -> None:
-    """Tables (Markdown, CSV, LaTeX), the RF-JSD/JSD correlation, the alpha sweep and PNG plots from results.
+    """Tables (Markdown, CSV, LaTeX), the RF-JSD/JSD correlation, the alpha sweep and PNG plots from results; where
+    the LoTUS paper published the benchmark, its values next to ours (paper_comparison.csv).
 
-    Example: lotus-unlearn bench report runs/bench/fashion_mnist/results.sqlite --out docs/results
+    Examples:
+      lotus-unlearn bench report runs/bench/fashion_mnist/results.sqlite --out docs/results
+      lotus-unlearn bench report runs/bench/cifar10_resnet18/results.sqlite --units paper
     """
     from lotus_unlearn.bench import build_report, load_rows
 
     rows = load_rows(results)
     first = results[0]
     folder = out if out is not None else (first if first.is_dir() else first.parent) / "report"
-    written = build_report(rows, folder, sources=[str(p) for p in results])
+    written = build_report(rows, folder, sources=[str(p) for p in results], units=units)
     print(written["markdown"])  # plain: rich would read the Markdown image links as markup
     console.print(f"wrote {', '.join(sorted(written['files'].values()))}")
 
@@ -701,6 +865,25 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     tune_cpu_allocator()  # process-wide, so the application's call: fewer page faults in CPU training (docs/performance.md)
+    with warnings.catch_warnings():  # restores the warning filters and printer on return
+        warnings.simplefilter("always", LotusWarning)
+        warnings.showwarning = _one_line_warnings(warnings.showwarning)
+        return _main(args, debug)
+
+
+def _one_line_warnings(show: Any) -> Any:
+    """A `warnings.showwarning` that prints our warnings as one `warning:` line on stderr and the others by `show`."""
+
+    def printer(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, LotusWarning):
+            err.print(f"warning: {message}", highlight=False, markup=False, soft_wrap=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return printer
+
+
+def _main(args: list[str], debug: bool) -> int:
     try:
         _join_torchrun_job()
         rv = app(args=args, prog_name="lotus-unlearn", standalone_mode=False)

@@ -9,10 +9,13 @@ from rich.console import Console
 
 from lotus_unlearn.checkpoint import save_checkpoint
 from lotus_unlearn.data import save_split
+from lotus_unlearn.history import DeletionHistory, TrainSubset, report_record
 from lotus_unlearn.methods import unlearn
 from lotus_unlearn.metrics import evaluate, reference_avg_gap
+from lotus_unlearn.outputs import check_output, new_generation
 from lotus_unlearn.pipeline import ForgetRequest, prepare, train_cached
 from lotus_unlearn.report import build_report, rich_table, write_report
+from lotus_unlearn.utils import state_dict_hash
 
 # A small CNN on a 10k-sample subset, trained without augmentation long enough to memorise its training set
 # (train - test accuracy >= 5 points), so that there is something to forget.
@@ -36,10 +39,13 @@ def run_demo(
     use_cache: bool = True,
     console: Console | None = None,
     config: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run the demo, print its table and write `out`; returns the report."""
+    """Run the demo, print its table and write `out` (an existing run there only with `overwrite`, which keeps
+    it as an earlier generation); returns the report."""
     cfg = {**DEMO, **(config or {})}
     console = console or Console()
+    check_output(out, overwrite)
     seed = cfg["seed"]
     exp = prepare(
         cfg["dataset"],
@@ -82,18 +88,8 @@ def run_demo(
     )
 
     out = Path(out)
-    save_checkpoint(
-        result.model,
-        out / "model.safetensors",
-        {
-            "role": "unlearned",
-            "method": "lotus",
-            "dataset": cfg["dataset"],
-            "train_size": cfg["train_size"],
-            "forget_ids_sha256": exp.split.sha256,
-        },
-    )
-    save_split(exp.split, out / "split.json")
+    history = DeletionHistory().add(exp.split.forget_ids, state_dict_hash(original))
+    subset = TrainSubset.of(exp.bundle.name, exp.bundle.train.ids.tolist(), cfg["train_size"], seed)
     report = build_report(
         request={"dataset": cfg["dataset"], "train_size": cfg["train_size"], "seed": seed, "demo_config": cfg},
         split=exp.split,
@@ -103,9 +99,26 @@ def run_demo(
         extra={
             "training": {"original": _strip_log(o_meta), "gold": _strip_log(g_meta)},
             "original_avg_gap": original_gap,
+            **report_record(history, subset, "none"),
         },
     )
-    write_report(report, out)
+    with new_generation(out, overwrite) as gen:  # all files appear together, or none
+        folder = gen.path
+        save_checkpoint(
+            result.model,
+            folder / "model.safetensors",
+            {
+                "role": "unlearned",
+                "method": "lotus",
+                "dataset": cfg["dataset"],
+                "train_size": cfg["train_size"],
+                "forget_ids_sha256": exp.split.sha256,
+            },
+            history=history,
+            train_subset=subset,
+        )
+        save_split(exp.split, folder / "split.json")
+        write_report(report, folder)
     console.print(f"wrote {out}/model.safetensors, split.json, report.json, report.md, report.html")
     return report
 

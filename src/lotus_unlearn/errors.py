@@ -7,3 +7,7 @@ class UserError(ValueError):
 
 class UnlearningFailed(RuntimeError):
     """The method could not finish (e.g. the loss became NaN); the input model is untouched."""
+
+
+class LotusWarning(UserWarning):
+    """Something a user should know that does not stop the run; the CLI prints it as one `warning:` line."""

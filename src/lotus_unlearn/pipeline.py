@@ -14,6 +14,7 @@ from lotus_unlearn.checkpoint import load_checkpoint, save_checkpoint
 from lotus_unlearn.data import DatasetBundle, Split, TensorData, class_split, ids_split, instance_split, load_dataset
 from lotus_unlearn.data.splits import read_ids_file
 from lotus_unlearn.errors import UserError
+from lotus_unlearn.history import DeletionHistory, TrainSubset
 from lotus_unlearn.metrics.predict import data_fingerprint
 from lotus_unlearn.models import create_model
 from lotus_unlearn.train import TrainConfig, TrainResult, train_model
@@ -33,6 +34,7 @@ class ForgetRequest:
     classes: list[str] = field(default_factory=list)
     fraction: float | None = None
     mode: str = "random"
+    listing: str | None = None  # the command that lists the valid ids, named when an id is not a training sample
 
     def resolve(self, bundle: DatasetBundle, seed: int) -> Split:
         given = sum([self.ids_file is not None, bool(self.classes), self.fraction is not None])
@@ -41,7 +43,7 @@ class ForgetRequest:
                 "say what to forget with exactly one of --forget IDS_FILE, --forget-class, --forget-fraction"
             )
         if self.ids_file is not None:
-            return ids_split(bundle.train, read_ids_file(self.ids_file))
+            return ids_split(bundle.train, read_ids_file(self.ids_file), self.listing)
         if self.classes:
             return class_split(bundle.train, sorted({bundle.class_index(c) for c in self.classes}))
         assert self.fraction is not None
@@ -70,9 +72,13 @@ def prepare(
     data_root: str | None = None,
     train_size: int | None = None,
     data_args: dict[str, Any] | None = None,
+    subset_seed: int | None = None,
 ) -> Experiment:
-    """Load `dataset` (with its loader's `data_args`) and split it as `request` says (or by a saved Split)."""
-    bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **(data_args or {}))
+    """Load `dataset` (with its loader's `data_args`; a `train_size` subset drawn with `subset_seed`, default
+    `seed`) and split it as `request` says (or by a saved Split)."""
+    bundle = load_dataset(
+        dataset, root=data_root, seed=seed, train_size=train_size, subset_seed=subset_seed, **(data_args or {})
+    )
     split = request if isinstance(request, Split) else request.resolve(bundle, seed)
     forget, retain = split.apply(bundle.train)
     return Experiment(bundle, split, forget, retain)
@@ -137,7 +143,14 @@ def train_cached(
         n_train=len(data),
         train_ids_sha256=config_hash(data.ids.tolist()),
     )
-    save_checkpoint(result.model, path, meta)
+    train_ids = bundle.train.ids.tolist()
+    save_checkpoint(
+        result.model,
+        path,
+        meta,
+        history=DeletionHistory.of_retraining(train_ids, data.ids.tolist()),
+        train_subset=TrainSubset.of(bundle.name, train_ids, train_size, seed),
+    )
     return result.model, {**meta, "cached": False}
 
 

@@ -12,7 +12,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -21,7 +21,11 @@ import torch.nn.functional as F
 from lotus_unlearn import distributed
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods.base import (
+    NON_NEGATIVE,
+    POSITIVE,
     Config,
+    Constraint,
+    OneOf,
     build_config,
     cross_entropy,
     make_context,
@@ -51,12 +55,11 @@ class TrainConfig(Config):
     warmup_epochs: float = 1.0  # linear warm-up of warmup_linear and cosine (0: none); constant ignores it
     patience: int | None = None  # stop after this many epochs without a lower val loss; restores the best weights
 
-    def __post_init__(self) -> None:
-        check_schedule(self.schedule)
-        if self.warmup_epochs < 0:
-            raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        if self.patience is not None and self.patience < 1:
-            raise UserError(f"patience must be a positive number of epochs (or unset), got {self.patience}")
+    constraints: ClassVar[dict[str, Constraint]] = {
+        "schedule": OneOf(SCHEDULES),
+        "warmup_epochs": NON_NEGATIVE,
+        "patience": POSITIVE,
+    }
 
 
 @dataclass

@@ -167,24 +167,33 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def tensor_hash(*tensors: torch.Tensor) -> str:
-    """Content hash of tensors (shape, dtype and bytes), stable across runs."""
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{tuple(t.shape)}{t.dtype}".encode())
-        # flattened first: a 0-dim tensor (BatchNorm's num_batches_tracked) cannot be viewed as bytes
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+def hash_tensor_into(h: Any, t: torch.Tensor) -> None:
+    """Feed the shape, dtype and raw bytes of `t` to the hashlib object `h`, without copying a contiguous CPU
+    tensor (0-dim tensors included). The one byte format of every tensor and weights hash in the package."""
+    t = t.detach()
+    h.update(f"{tuple(t.shape)}{t.dtype};".encode())
+    if t.numel():
+        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
 
 
-def state_dict_hash(model: torch.nn.Module) -> str:
-    """Hash of a model's weights and buffers, in key order."""
-    h = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
+# Version of `state_dict_hash`'s byte format, recorded beside every weights hash: hashes of another format (those
+# of lotus-unlearn 0.x sidecars hashed each tensor's hex digest) are not comparable and are treated as unknown.
+WEIGHTS_HASH_FORMAT = 2
+
+
+def state_dict_hash(model: torch.nn.Module | dict[str, torch.Tensor], salt: str = "") -> str:
+    """Hash of a model's (or a state_dict's) weights and buffers, in key order; `salt` starts the stream."""
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    h = hashlib.sha256(salt.encode())
+    for key, value in sorted(state.items()):
         h.update(key.encode())
-        h.update(tensor_hash(value).encode())
+        hash_tensor_into(h, value)
     return h.hexdigest()
+
+
+def ids_sha256(ids: Any) -> str:
+    """SHA-256 of a set of sample ids: sorted, one per line (identifies a forget set or a training subset)."""
+    return sha256_bytes("\n".join(str(int(i)) for i in sorted(int(i) for i in ids)).encode())
 
 
 def config_hash(obj: Any) -> str:

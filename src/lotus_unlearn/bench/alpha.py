@@ -31,25 +31,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from lotus_unlearn.metrics.divergence import rf_jsd, rf_jsd_floor
+from lotus_unlearn.metrics.rfgap import val_halves
 
 DEFAULT_TOL = 0.01
-
-
-def val_halves(labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of two disjoint halves of a split, per class, seeded: (V_ref, V_floor)."""
-    rng = np.random.default_rng(seed)
-    labels_np = labels.numpy()
-    ref, floor = [], []
-    for k in np.unique(labels_np):
-        idx = rng.permutation(np.flatnonzero(labels_np == k))
-        half = (len(idx) + 1) // 2
-        ref.append(idx[:half])
-        floor.append(idx[half:])
-    return torch.from_numpy(np.sort(np.concatenate(ref))), torch.from_numpy(np.sort(np.concatenate(floor)))
 
 
 def selection_scalars(

@@ -20,7 +20,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from lotus_unlearn.bench.config import REFERENCE_VARIANTS, BenchConfig, Group, Variant, parse_config
+from lotus_unlearn.bench.config import BenchConfig, Group, Model, Variant, parse_config
 from lotus_unlearn.bench.store import JSONStore, SQLiteStore, open_store
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.utils import config_hash
@@ -37,6 +37,7 @@ DIAGNOSTIC_KEYS = (
     "rf_jsd_reference_compat_x1e4",
     "mia_test_rate",
     "attack",
+    "rf_gap_terms",
 )
 
 
@@ -55,9 +56,7 @@ def plan(
         return [(group, todo)] if todo else []
     out = []
     for g in cfg.groups():
-        todo = [
-            v for v in [*REFERENCE_VARIANTS, *g.variants] if done.get(g.cell_id(v)) != config_hash(cfg.cell_key(g, v))
-        ]
+        todo = [v for v in g.all_variants if done.get(g.cell_id(v)) != config_hash(cfg.cell_key(g, v))]
         if todo:
             out.append((g, todo))
     return out
@@ -86,6 +85,8 @@ def run_bench(
     """Run the grid (or one `cell`) into `results`; returns counts of cells run, skipped and failed."""
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if cfg.code_models:  # the console repeats what the config trusts
+        echo(f"trust_code: true: this config imports and runs model code {', '.join(cfg.code_models)}")
     if cfg.data_root is not None and not Path(cfg.data_root).is_dir():
         raise UserError(
             f"data_root {cfg.data_root} does not exist; download the dataset there or fix data_root in the config"
@@ -103,6 +104,7 @@ def run_bench(
     counts = {"total": total, "skipped": total - pending, "ran": 0, "failed": 0}
     if not todo:
         return counts
+    check_originals(cfg, [g for g, _ in todo])
     raw = {"raw": cfg.raw, "name": cfg.name, "path": cfg.path}
     if jobs == 1 or len(todo) == 1:
         for group, variants in todo:
@@ -124,6 +126,43 @@ def run_bench(
     return counts
 
 
+def load_original(bundle: Any, model: Model, seed: int) -> Any:
+    """The original model of a group from the config's weights file (`original:`): the config's architecture for
+    this dataset, loaded strictly; a missing file or one that does not fit is one line naming the file."""
+    from lotus_unlearn.checkpoint import load_state_dict, load_weights
+    from lotus_unlearn.pipeline import model_for
+
+    assert model.original is not None
+    path = Path(model.original)
+    if not path.is_file():
+        raise UserError(
+            f"original weights {path} do not exist; put the pretrained weights file there or fix `original:` "
+            "in the config"
+        )
+    net = model_for(bundle, model.model, seed, **model.model_kwargs)
+    return load_weights(net, load_state_dict(path), f"original weights {path} (for {model.label} on {bundle.name})")
+
+
+def check_originals(cfg: BenchConfig, groups: list[Group]) -> None:
+    """Before any cell runs: every `original:` weights file of these groups exists and fits its model on its
+    dataset (loaded once per dataset and model)."""
+    from lotus_unlearn.data import load_dataset
+
+    pairs = {(g.dataset, g.model.label): g for g in groups if g.model.original}
+    if not pairs:
+        return
+    for g in pairs.values():
+        if not Path(str(g.model.original)).is_file():
+            load_original(None, g.model, g.seed)  # the one line for a missing file, before any data is read
+    bundles: dict[str, Any] = {}
+    for (dataset, _), g in pairs.items():
+        if dataset not in bundles:
+            bundles[dataset] = load_dataset(
+                dataset, root=cfg.data_root, seed=g.seed, train_size=cfg.train_size, **cfg.data_args
+            )
+        load_original(bundles[dataset], g.model, g.seed)
+
+
 def _worker(
     raw: dict[str, Any], group_id: str, labels: list[str], path: str, threads: int, mlflow_uri: str | None
 ) -> dict[str, int]:
@@ -132,7 +171,7 @@ def _worker(
     torch.set_num_threads(threads)
     cfg = parse_config(raw["raw"], name=raw["name"], path=raw["path"])
     group = next(g for g in cfg.groups() if g.id == group_id)
-    variants = [v for v in [*REFERENCE_VARIANTS, *group.variants] if v.label in labels]
+    variants = [v for v in group.all_variants if v.label in labels]
     return run_group(cfg, group, variants, open_store(path), mlflow_uri=mlflow_uri, echo=lambda s: print(s, flush=True))
 
 
@@ -206,11 +245,9 @@ def run_group(
             counts["failed"] += 1
         if mlflow_uri is not None:
             _log_mlflow(mlflow_uri, cfg.name, row)
-        tail = (
-            f"avg_gap {row['metrics'].get('avg_gap', float('nan')):.4f}, {row['seconds']:.1f} s"
-            if row["status"] == "ok"
-            else row["error"]
-        )
+        seconds = "" if row.get("seconds") is None else f", {row['seconds']:.1f} s"
+        key = "avg_gap" if group.gold else "rf_jsd"
+        tail = f"{key} {row['metrics'].get(key, float('nan')):.4f}{seconds}" if row["status"] == "ok" else row["error"]
         echo(f"  {row['cell_id']}: {row['status']} ({tail})")
 
     echo(f"group {group.id}: {len(variants)} cell(s)")
@@ -221,8 +258,8 @@ def run_group(
     except Exception as exc:  # data or training failed: every cell of the group fails with that line
         if not isinstance(exc, UserError) and os.environ.get("LOTUS_BENCH_DEBUG"):
             traceback.print_exc()
-        if isinstance(exc, UserError) and "does not exist" in str(exc):
-            raise  # a missing dataset or data root is the user's to fix, not a result
+        if isinstance(exc, UserError) and ("does not exist" in str(exc) or str(exc).startswith("original weights")):
+            raise  # a missing dataset or data root, or original weights that do not fit: the user's to fix
         for v in variants:
             put(v, status="failed", error=_one_line(exc), metrics={}, diagnostics={}, seconds=None, eval_seconds=None)
         return counts
@@ -242,7 +279,7 @@ def run_group(
 class GroupContext:
     """The shared state of one group: data, split, original, gold, prediction cache, retrain-free selection data."""
 
-    def __init__(self, cfg: BenchConfig, group: Group, *, gold: bool = True) -> None:
+    def __init__(self, cfg: BenchConfig, group: Group, *, gold: bool | None = None) -> None:
         from lotus_unlearn.metrics import PredictionCache
         from lotus_unlearn.pipeline import ForgetRequest, prepare, train_cached
 
@@ -260,10 +297,16 @@ class GroupContext:
             "seed": group.seed,
             "train_size": cfg.train_size,
         }
-        with _lock(config_hash({"group": group.id, "o": common, "role": "original"})):
-            self.original, self.o_meta = train_cached(self.exp.bundle, self.exp.bundle.train, role="original", **common)
+        if group.model.original:  # pretrained, used as it is: no training time of ours
+            self.original = load_original(self.exp.bundle, group.model, group.seed)
+            self.o_meta: dict[str, Any] = {"seconds": None, "weights": group.model.original}
+        else:
+            with _lock(config_hash({"group": group.id, "o": common, "role": "original"})):
+                self.original, self.o_meta = train_cached(
+                    self.exp.bundle, self.exp.bundle.train, role="original", **common
+                )
         self.gold, self.g_meta = None, {}
-        if gold:  # the benchmarks that time LoTUS alone skip it
+        if group.gold if gold is None else gold:  # retrain-free benchmarks, and those that time LoTUS alone, skip it
             with _lock(config_hash({"group": group.id, "g": common, "forget": self.exp.split.sha256})):
                 self.gold, self.g_meta = train_cached(self.exp.bundle, self.exp.retain, role="gold", **common)
         self.cache = PredictionCache()
@@ -299,12 +342,15 @@ class GroupContext:
         from lotus_unlearn.methods import get_method
 
         extra: dict[str, Any] = {}
+        seconds: float | None
+        selection = None
         if v.method == "original":
-            model, seconds = self.original, float(self.o_meta.get("seconds") or 0.0)
+            model = self.original
+            seconds = None if self.o_meta.get("seconds") is None else float(self.o_meta["seconds"])
             extra["epochs_run"] = self.o_meta.get("epochs_run")
         elif v.method == "retrain":
             if self.gold is None:
-                raise UserError("this group context was made with gold=False; it has no retrain row to run")
+                raise UserError("this group has no gold model (gold: none); it has no retrain row to run")
             model, seconds = self.gold, float(self.g_meta.get("seconds") or 0.0)
             extra["epochs_run"] = self.g_meta.get("epochs_run")
         else:
@@ -314,6 +360,9 @@ class GroupContext:
             )
             model, seconds = result.model, result.seconds
             extra["epochs_run"] = result.epochs_run
+            if result.selection is not None:  # select=rf_gap: the kept epoch (its scores go to diagnostics)
+                extra["selected_epoch"] = result.selection["selected_epoch"]
+                selection = result.selection
         t0 = time.perf_counter()
         report = self.evaluate(model)
         metrics = {
@@ -327,7 +376,10 @@ class GroupContext:
         metrics.update({k: float(val) for k, val in extra.items() if val is not None})
         return {
             "metrics": metrics,
-            "diagnostics": {k: diag[k] for k in DIAGNOSTIC_KEYS if k in diag},
+            "diagnostics": {
+                **{k: diag[k] for k in DIAGNOSTIC_KEYS if k in diag},
+                **({"selection": selection} if selection is not None else {}),
+            },
             "seconds": seconds,
             "eval_seconds": time.perf_counter() - t0,
         }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import numpy as np
 
 from lotus_unlearn.data.base import TensorData
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.utils import sha256_bytes, write_json_atomic
+from lotus_unlearn.utils import ids_sha256, write_json_atomic
 
 
 @dataclass
@@ -25,14 +27,14 @@ class Split:
     @property
     def sha256(self) -> str:
         """SHA-256 of the sorted forget ids, one per line: identifies the deletion request."""
-        return sha256_bytes("\n".join(str(i) for i in sorted(self.forget_ids)).encode())
+        return ids_sha256(self.forget_ids)
 
     def apply(self, train: TensorData) -> tuple[TensorData, TensorData]:
         """(forget, retain) subsets of `train`."""
         forget_mask = np.isin(train.ids.numpy(), np.asarray(self.forget_ids, dtype=np.int64))
         if forget_mask.sum() != len(self.forget_ids):
             missing = sorted(set(self.forget_ids) - set(train.ids.tolist()))[:5]
-            raise UserError(f"forget ids {missing} are not training sample ids; use ids 0..{int(train.ids.max())}")
+            raise UserError(f"forget ids {missing} are not in the training set ({describe_ids(train.ids.tolist())})")
         if forget_mask.all():
             raise UserError("the forget set covers every training sample, so nothing is left to retain")
         return train.subset(np.flatnonzero(forget_mask)), train.subset(np.flatnonzero(~forget_mask))
@@ -80,38 +82,77 @@ def class_split(train: TensorData, classes: list[int]) -> Split:
     return Split(sorted(int(i) for i in forget), "class", sorted(classes), f"all samples of classes {classes}")
 
 
-def ids_split(train: TensorData, ids: list[int]) -> Split:
-    """A user's own forget list; checks it names existing, distinct samples and leaves something to retain."""
+def describe_ids(ids: list[int]) -> str:
+    """Which ids a training set holds, in words: a range when contiguous, else its size and bounds."""
+    if not ids:
+        return "no samples"
+    low, high = min(ids), max(ids)
+    if high - low + 1 == len(ids):
+        return f"{len(ids)} samples, ids {low}..{high}"
+    return f"{len(ids)} samples, ids between {low} and {high} with gaps"
+
+
+def ids_split(train: TensorData, ids: list[int], listing: str | None = None) -> Split:
+    """A user's own forget list; checks it names existing, distinct samples and leaves something to retain.
+    `listing`: the command that lists the valid ids, named when an id is not a training sample."""
     if not ids:
         raise UserError("the forget list is empty; give at least one training sample id")
     seen: set[int] = set()
     dup = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
     if dup:
         raise UserError(f"the forget list repeats ids {sorted(set(dup))[:5]}; list each sample once")
-    known = set(train.ids.tolist())
+    train_ids = train.ids.tolist()
+    known = set(train_ids)
     bad = [i for i in ids if i not in known]
     if bad:
-        raise UserError(f"forget ids {bad[:5]} are out of range; training sample ids are 0..{max(known)}")
+        where = f"; list them with `{listing}`" if listing else ""
+        raise UserError(
+            f"forget ids {bad[:5]} are not in the training set ({describe_ids(train_ids)}; ids are positions in "
+            f"the dataset's full training file){where}"
+        )
     if len(ids) >= len(known):
         raise UserError("the forget list covers every training sample, so nothing is left to retain")
     return Split(sorted(ids), "instance", [], f"{len(ids)} ids from a user list")
 
 
+MAX_IDS_FILE_BYTES = 64 << 20
+MAX_FORGET_IDS = 2_000_000  # more than any training set the library loads (ImageNet-1k: 1.28 M)
+
+
 def read_ids_file(path: str | Path) -> list[int]:
-    """One integer id per line; blank lines and `#` comments are ignored."""
+    """One integer id per line; blank lines and `#` comments are ignored. Bounded: a file over
+    `MAX_IDS_FILE_BYTES` or `MAX_FORGET_IDS` lines, a binary file or one without ids is one line, read in at most
+    about 8 bytes per id."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"forget list {path} does not exist; pass a text file with one sample id per line")
-    ids = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        text = line.split("#", 1)[0].strip()
+    with open(path, "rb") as f:
+        data = f.read(MAX_IDS_FILE_BYTES + 1)
+    if len(data) > MAX_IDS_FILE_BYTES:
+        raise UserError(
+            f"forget list {path} is over {MAX_IDS_FILE_BYTES >> 20} MiB; an ids file holds at most "
+            f"{MAX_FORGET_IDS:,} ids, one per line"
+        )
+    if data.count(b"\n") > MAX_FORGET_IDS:
+        raise UserError(f"forget list {path} has over {MAX_FORGET_IDS:,} lines; forget at most that many ids at once")
+    if b"\0" in data:
+        raise UserError(f"forget list {path} is a binary file; write one sample id per line as text")
+    ids = array("q")
+    for n, raw in enumerate(io.BytesIO(data), 1):
+        try:
+            text = raw.decode("utf-8").split("#", 1)[0].strip()
+        except UnicodeDecodeError:
+            raise UserError(f"{path}:{n}: not UTF-8 text; write one sample id per line as text") from None
         if not text:
             continue
         try:
             ids.append(int(text))
-        except ValueError:
-            raise UserError(f"{path}:{n}: {text!r} is not an integer sample id; write one id per line") from None
-    return ids
+        except (ValueError, OverflowError):
+            shown = text if len(text) <= 40 else text[:40] + "..."
+            raise UserError(f"{path}:{n}: {shown!r} is not an integer sample id; write one id per line") from None
+    if not ids:
+        raise UserError(f"forget list {path} holds no ids; write one training sample id per line")
+    return ids.tolist()
 
 
 def save_split(split: Split, path: str | Path) -> None:

@@ -11,6 +11,7 @@ from lotus_unlearn.methods import (
     bad_teacher,  # noqa: F401
     finetune,  # noqa: F401
     lotus,  # noqa: F401  (each module registers its method)
+    lotus_match,  # noqa: F401
     neggrad,  # noqa: F401
     neggrad_plus,  # noqa: F401
     random_label,  # noqa: F401

@@ -22,6 +22,8 @@ from torch.utils.data import Dataset
 from lotus_unlearn import distributed
 from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches, concat
 from lotus_unlearn.errors import UnlearningFailed, UserError
+from lotus_unlearn.methods.select import SELECT_CHOICES, RFGapSelector
+from lotus_unlearn.progress import track
 from lotus_unlearn.utils import autocast, eval_batch_size, resolve_device, seed_everything, speed_setup
 
 METHODS: dict[str, type[Method]] = {}
@@ -35,9 +37,71 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
+@dataclass(frozen=True)
+class Interval:
+    """The values a numeric hyper-parameter may take: `low`..`high` (None: unbounded), ends included or not."""
+
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"  # which ends belong to the range: both, left, right or neither
+
+    def check(self, name: str, value: Any) -> str | None:
+        """An error message if `value` is out of range, else None."""
+        lo_in, hi_in = self.closed in ("both", "left"), self.closed in ("both", "right")
+        ok = (self.low is None or value > self.low or (lo_in and value == self.low)) and (
+            self.high is None or value < self.high or (hi_in and value == self.high)
+        )
+        return None if ok else f"hyper-parameter {name} must be {self}, got {value!r}; pass a value in that range"
+
+    def __str__(self) -> str:
+        lo_in, hi_in = self.closed in ("both", "left"), self.closed in ("both", "right")
+        lo, hi = (str(int(v)) if float(v).is_integer() else f"{v:g}" for v in (self.low or 0, self.high or 0))
+        if self.high is None:
+            return f"{'>=' if lo_in else '>'} {lo}"
+        if self.low is None:
+            return f"{'<=' if hi_in else '<'} {hi}"
+        return f"in {'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """The names a text hyper-parameter may take."""
+
+    values: tuple[str, ...]
+
+    def check(self, name: str, value: Any) -> str | None:
+        return None if value in self.values else f"unknown {name} {value!r}; accepted: {', '.join(self.values)}"
+
+
+class DeviceName:
+    """A device `resolve_device` accepts on this machine (auto, cpu, cuda, cuda:N, mps)."""
+
+    def check(self, name: str, value: Any) -> str | None:
+        resolve_device(value)  # raises the one-line UserError naming the device
+        return None
+
+
+Constraint = Interval | OneOf | DeviceName
+POSITIVE = Interval(1)  # counts and sizes: at least 1
+NON_NEGATIVE = Interval(0)
+FRACTION = Interval(0, 1, "right")  # (0, 1]
+
+
+def constraints_of(cfg_cls: type) -> dict[str, Constraint]:
+    """A config class's hyper-parameter ranges: each class's `constraints`, merged along its bases (a subclass that
+    changes a default keeps the base's range; one that declares a range replaces it)."""
+    out: dict[str, Constraint] = {}
+    for klass in reversed(cfg_cls.__mro__):
+        out.update(vars(klass).get("constraints", {}))
+    return out
+
+
 @dataclass
 class Config:
     """Hyper-parameters every method accepts. Methods subclass this and change defaults / add fields.
+
+    Each class declares the range of its hyper-parameters in `constraints` (booleans need none), checked by
+    `build_config` in the API, the CLI and the bench config alike.
 
     The defaults are spec §4's fine-tuning recipe (SGD 1e-3, momentum 0.9, weight decay 5e-4, 10 epochs), which
     finetune, random_label and neggrad_plus use as they are."""
@@ -55,6 +119,22 @@ class Config:
     eval_batch_size: int | None = None  # None: the device's fastest (utils.eval_batch_size: CPU 128, GPU 1024)
     channels_last: bool | None = None  # None: NHWC weights for conv models (faster on CPU and CUDA)
     compile: bool = False  # torch.compile the model (and the frozen original) in place
+    select: str | None = None  # "rf_gap": score RF-Gap on validation data after each epoch, return the best epoch
+    select_rows: int = 512  # rows of D_f, D_r and D_val that `select` scores (seeded subsets)
+
+    constraints: ClassVar[dict[str, Constraint]] = {
+        "epochs": NON_NEGATIVE,
+        "batch_size": POSITIVE,
+        "lr": NON_NEGATIVE,
+        "weight_decay": NON_NEGATIVE,
+        "momentum": Interval(0, 1),
+        "optimizer": OneOf(("sgd", "adam", "adamw")),
+        "seed": Interval(0, 2**32 - 1),  # NumPy's seed range
+        "device": DeviceName(),
+        "eval_batch_size": POSITIVE,
+        "select": OneOf(SELECT_CHOICES),
+        "select_rows": Interval(2),
+    }
 
 
 @dataclass
@@ -67,6 +147,8 @@ class UnlearnResult:
     seconds: float
     epochs_run: int
     log: list[dict[str, Any]] = field(default_factory=list)
+    selection: dict[str, Any] | None = None  # with select: every epoch's score and the selected epoch
+    tuning: dict[str, Any] | None = None  # from `lu.tune`: the search table, the best row and its total seconds
 
 
 @dataclass
@@ -85,6 +167,22 @@ class Context:
     num_classes: int
     log: list[dict[str, Any]] = field(default_factory=list)
     param_mask: ParamMask | None = None  # when set, `step` updates only the masked-in weights (SalUn)
+    selector: RFGapSelector | None = None  # with select: scores the model after each epoch of `epochs`
+    steps: int = 0  # optimisation steps taken so far
+    known_forget_accuracy: tuple[int, float] | None = None  # (steps, accuracy) measured by the selector
+
+    def epochs(self, label: str) -> Iterator[int]:
+        """range(cfg.epochs) with a progress bar; with `select` set, the model is scored after each epoch that
+        the loop finishes (an epoch cut short is scored when the method returns)."""
+        for epoch in track(range(self.cfg.epochs), label):
+            yield epoch
+            if self.selector is not None:
+                self.selector.score(self, epoch)
+
+    def measured_forget_accuracy(self) -> float | None:
+        """The model's accuracy on the whole D_f if the selector has just measured these very weights, else None."""
+        known = self.known_forget_accuracy
+        return known[1] if known is not None and known[0] == self.steps else None
 
     @property
     def augment(self) -> Augment | None:
@@ -170,7 +268,7 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
 
 
 def build_config(cfg_cls: type, hparams: dict[str, Any], method: str) -> Any:
-    """Validate hyper-parameter names and types against the method's Config dataclass."""
+    """Validate hyper-parameter names, types and ranges (`constraints_of`) against a method's Config dataclass."""
     fields = {f.name: f for f in dataclasses.fields(cfg_cls)}
     unknown = sorted(set(hparams) - set(fields))
     if unknown:
@@ -180,11 +278,11 @@ def build_config(cfg_cls: type, hparams: dict[str, Any], method: str) -> Any:
     hints = typing.get_type_hints(cfg_cls)
     values = {k: _coerce(k, v, hints[k]) for k, v in hparams.items()}
     cfg = cfg_cls(**values)
-    for k in ("epochs", "batch_size", "eval_batch_size"):
-        if getattr(cfg, k) is not None and getattr(cfg, k) < (0 if k == "epochs" else 1):
-            raise UserError(f"hyper-parameter {k} must be positive, got {getattr(cfg, k)}")
-    if cfg.lr < 0 or cfg.weight_decay < 0:
-        raise UserError("hyper-parameters lr and weight_decay must be >= 0")
+    for name, rule in constraints_of(cfg_cls).items():
+        value = getattr(cfg, name)
+        problem = rule.check(name, value) if value is not None else None
+        if problem:
+            raise UserError(problem)
     return cfg
 
 
@@ -198,9 +296,12 @@ class Method:
     notes: ClassVar[str] = ""  # where the LoTUS paper's setting differs from the defaults
     # runs data-parallel under torchrun: every rank takes the same control-flow decisions (docs/scaling.md)
     data_parallel: ClassVar[bool] = True
+    runs_epochs: ClassVar[bool] = True  # False for one-shot methods: `select` has no epoch to choose from
 
     def __init__(self, **hparams: Any) -> None:
         self.cfg = build_config(self.Config, hparams, self.name)
+        if getattr(self.cfg, "select", None) is not None and not self.runs_epochs:
+            raise UserError(f"method {self.name} runs no epochs, so select has no epoch to choose; drop select")
 
     def run(self, ctx: Context) -> int:
         raise NotImplementedError
@@ -211,11 +312,14 @@ class Method:
             raise UserError(f"method {self.name} does not run under torchrun; run it in one process")
         start = time.perf_counter()
         ctx = make_context(model, forget, retain, val, self.cfg)
+        if getattr(self.cfg, "select", None) is not None:
+            ctx.selector = RFGapSelector(ctx)
         epochs = self.run(ctx)
+        selection = ctx.selector.finish(ctx) if ctx.selector is not None else None
         ctx.model.eval()
         ctx.model.to(memory_format=torch.contiguous_format)  # hand back plain NCHW weights
         seconds = time.perf_counter() - start
-        return UnlearnResult(ctx.model, self.name, dataclasses.asdict(self.cfg), seconds, epochs, ctx.log)
+        return UnlearnResult(ctx.model, self.name, dataclasses.asdict(self.cfg), seconds, epochs, ctx.log, selection)
 
 
 def make_context(model: nn.Module, forget: Any, retain: Any, val: Any, cfg: Config) -> Context:
@@ -325,6 +429,7 @@ def step(
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), clip)
     optimizer.step()
+    ctx.steps += 1
     if ctx.param_mask is not None:
         ctx.param_mask.restore(optimizer)
     distributed.sync_buffers(ctx.model)  # torchrun: rank 0's BatchNorm statistics, as DDP

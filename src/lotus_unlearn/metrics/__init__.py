@@ -21,6 +21,7 @@ from lotus_unlearn.metrics.predict import (
     predict,
     predict_many,
 )
+from lotus_unlearn.metrics.rfgap import rf_gap, rf_gap_terms, unseen_accuracy, val_halves
 from lotus_unlearn.metrics.summary import avg_gap, avg_gap_seeds, reference_avg_gap
 
 __all__ = [
@@ -45,9 +46,13 @@ __all__ = [
     "predict_many",
     "random_init_copy",
     "reference_avg_gap",
+    "rf_gap",
+    "rf_gap_terms",
     "rf_jsd",
     "rf_jsd_floor",
     "rf_jsd_reference_compat",
+    "unseen_accuracy",
+    "val_halves",
     "zrf",
     "zrf_reference_compat",
 ]

@@ -32,11 +32,21 @@ from lotus_unlearn.metrics.mia import (
     mia_holdout_from_scores,
 )
 from lotus_unlearn.metrics.predict import PredictionCache, Predictions, data_fingerprint, model_fingerprint
+from lotus_unlearn.metrics.rfgap import rf_gap_terms
 from lotus_unlearn.metrics.summary import avg_gap
 
 SPLITS = ("forget", "retain", "test", "val")
-NEEDS_GOLD = ("jsd", "avg_gap", "gold_rf_jsd")
-NEEDS_ORIGINAL = ("rf_jsd", "original_rf_jsd", "gold_rf_jsd", "rf_jsd_floor")
+NEEDS_GOLD = ("jsd", "avg_gap", "gold_rf_jsd", "gold_rf_gap")
+NEEDS_ORIGINAL = (
+    "rf_jsd",
+    "original_rf_jsd",
+    "gold_rf_jsd",
+    "rf_jsd_floor",
+    "rf_gap",
+    "original_rf_gap",
+    "gold_rf_gap",
+)
+NEEDS_BOTH = ("gold_rf_jsd", "gold_rf_gap")
 ENTROPY_BINS = 30
 CONFIDENCE_BINS = 20
 
@@ -167,9 +177,11 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate `model` on the splits "forget", "retain", "test" (and optional "val").
 
-    Scalars, always: acc_forget acc_retain acc_test [acc_val] mia zrf. With `original`: rf_jsd,
-    original_acc_*, original_mia, original_rf_jsd. With `gold`: jsd, avg_gap, gold_acc_*, gold_mia, and
-    gold_rf_jsd when `original` is also given. Non-scalars live under "diagnostics".
+    Scalars, always: acc_forget acc_retain acc_test [acc_val] mia zrf. With `original`: rf_jsd, rf_gap,
+    original_acc_*, original_mia, original_rf_jsd, original_rf_gap. With `gold`: jsd, avg_gap, gold_acc_*,
+    gold_mia, and gold_rf_jsd / gold_rf_gap when `original` is also given. Non-scalars live under "diagnostics".
+    RF-Gap (`metrics.rfgap`) takes its unseen data from "val" (from "test" when there is no "val"); its terms are
+    `diagnostics.rf_gap_terms`.
 
     Each model runs once per split (batched, no gradients), and the models share one pass over each split, so
     an image folder is decoded once per evaluation whatever the number of models; `cache` shares passes across
@@ -217,7 +229,9 @@ def evaluate(
         "entropy_bins": bins.tolist(),
         **scores.diagnostics(bins),
         "rf_jsd_floor": None,
-        "needs_gold": [] if gold is not None else [k for k in NEEDS_GOLD if k != "gold_rf_jsd" or original is not None],
+        "needs_gold": []
+        if gold is not None
+        else [k for k in NEEDS_GOLD if k not in NEEDS_BOTH or original is not None],
         "needs_original": [] if original is not None else list(NEEDS_ORIGINAL),
     }
 
@@ -268,5 +282,46 @@ def evaluate(
         diag["zrf_reference_compat"] = zrf_reference_compat(preds["forget"].logits, pg["forget"].logits)
         diag["gold_zrf"] = zrf(pg["forget"].logits, rand_forget.logits)
         diag.update(sg.diagnostics(bins, "gold_"))
+    if original is not None:
+        _add_rf_gap(report, diag, preds, po, pg if gold is not None else None, seed)
     report["diagnostics"] = diag
     return report
+
+
+def _add_rf_gap(
+    report: dict[str, Any],
+    diag: dict[str, Any],
+    preds: Mapping[str, Predictions],
+    po: Mapping[str, Predictions],
+    pg: Mapping[str, Predictions] | None,
+    seed: int,
+) -> None:
+    """rf_gap of the model, original_rf_gap and gold_rf_gap, all against the original's targets on the same rows;
+    a forget class without unseen samples leaves them out and says why in `diagnostics.rf_gap_error`."""
+    unseen = "val" if "val" in preds else "test"
+    retain_classes = torch.unique(preds["retain"].labels)
+
+    def terms(p: Mapping[str, Predictions]) -> dict[str, float]:
+        return rf_gap_terms(
+            forget_logits=p["forget"].logits,
+            forget_labels=p["forget"].labels,
+            retain_logits=p["retain"].logits,
+            retain_labels=p["retain"].labels,
+            unseen_logits=p[unseen].logits,
+            unseen_labels=p[unseen].labels,
+            original_retain_logits=po["retain"].logits,
+            original_unseen_logits=po[unseen].logits,
+            retain_classes=retain_classes,
+            seed=seed,
+        )
+
+    diag["rf_gap_unseen"] = unseen
+    try:
+        diag["rf_gap_terms"] = terms(preds)
+    except UserError as exc:  # e.g. a forget class without validation samples: report why instead of failing
+        diag["rf_gap_error"] = str(exc)
+        return
+    report["rf_gap"] = diag["rf_gap_terms"]["rf_gap"]
+    report["original_rf_gap"] = terms(po)["rf_gap"]
+    if pg is not None:
+        report["gold_rf_gap"] = terms(pg)["rf_gap"]

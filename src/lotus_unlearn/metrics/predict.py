@@ -14,7 +14,16 @@ from torch.utils.data import Dataset
 from lotus_unlearn import distributed
 from lotus_unlearn.data.base import TensorData, as_dataset, batches
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.utils import autocast, eval_batch_size, has_conv2d, is_channels_last, resolve_device, use_bf16
+from lotus_unlearn.utils import (
+    autocast,
+    eval_batch_size,
+    has_conv2d,
+    hash_tensor_into,
+    is_channels_last,
+    resolve_device,
+    state_dict_hash,
+    use_bf16,
+)
 
 
 @dataclass
@@ -26,22 +35,9 @@ class Predictions:
     ids: torch.Tensor | None = None
 
 
-def _hash_tensor(h: hashlib._Hash, t: torch.Tensor) -> None:
-    """Feed shape, dtype and raw bytes of `t` to `h` without copying CPU tensors (0-dim tensors included)."""
-    t = t.detach()
-    h.update(f"{tuple(t.shape)}{t.dtype};".encode())
-    if t.numel():
-        flat = t.cpu().contiguous().reshape(-1)
-        h.update(flat.view(torch.uint8).numpy())
-
-
 def model_fingerprint(model: nn.Module) -> str:
     """Content hash of a model: its class and every weight and buffer of its state_dict."""
-    h = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__};".encode())
-    for key, value in sorted(model.state_dict().items()):
-        h.update(key.encode())
-        _hash_tensor(h, value)
-    return h.hexdigest()
+    return state_dict_hash(model, salt=f"{type(model).__module__}.{type(model).__qualname__};")
 
 
 def data_fingerprint(data: Dataset) -> str:
@@ -50,7 +46,7 @@ def data_fingerprint(data: Dataset) -> str:
     if isinstance(data, TensorData):
         h = hashlib.sha256(b"TensorData;" + (f"size={data.size};".encode() if data.size is not None else b""))
         for t in (data.images, data.labels, data.ids, data.mean, data.std):
-            _hash_tensor(h, t)
+            hash_tensor_into(h, t)
         return h.hexdigest()
     return f"object-{id(data)}-{len(data)}"  # type: ignore[arg-type]
 

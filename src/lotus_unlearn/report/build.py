@@ -14,8 +14,16 @@ from typing import Any
 from lotus_unlearn.data import Split
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods import UnlearnResult
+from lotus_unlearn.report.selection import selection_view, tuning_view
 from lotus_unlearn.report.verdict import verdict
-from lotus_unlearn.utils import _json_default, provenance, sha256_file, state_dict_hash, write_text_atomic
+from lotus_unlearn.utils import (
+    WEIGHTS_HASH_FORMAT,
+    _json_default,
+    provenance,
+    sha256_file,
+    state_dict_hash,
+    write_text_atomic,
+)
 
 FORMAT = "lotus-unlearn-report/1"
 REPORT_FILES = ("report.json", "report.md", "report.html")
@@ -74,6 +82,13 @@ FULL_ROWS = [
         "retrain-free JSD to the original model on unseen test data; compare with the noise floor",
     ),
     (
+        "RF-Gap",
+        "m",
+        "rf_gap",
+        "{:.4f}",
+        "retrain-free estimate of Avg Gap: targets from the original and unseen validation data; lower is better",
+    ),
+    (
         "true-class confidence (forget)",
         "d",
         "true_class_confidence_forget",
@@ -130,6 +145,8 @@ def build_report(
             "seconds": result.seconds,
             "epochs_run": result.epochs_run,
             "log": result.log,
+            "selection": result.selection,
+            "tuning": result.tuning,
         },
         "weights": {"input_sha256": input_sha, "output_sha256": state_dict_hash(result.model)},
         "lineage": lineage or {"parent_weights_sha256": input_sha, "previous_report": None, "history": []},
@@ -165,7 +182,9 @@ def lineage_of(checkpoint: str | Path | None, meta: dict[str, Any], input_sha256
     role "unlearned"), link the previous request's report and carry its deletion history (oldest first)."""
     out: dict[str, Any] = {
         "parent_weights_sha256": input_sha256,
-        "sidecar_weights_match": None if meta.get("weights_sha256") is None else meta["weights_sha256"] == input_sha256,
+        "sidecar_weights_match": None
+        if meta.get("weights_sha256") is None or meta.get("weights_hash_format") != WEIGHTS_HASH_FORMAT
+        else meta["weights_sha256"] == input_sha256,
         "previous_report": None,
         "previous_report_sha256": None,
         "previous_output_matches": None,
@@ -317,6 +336,8 @@ def _context(report: dict[str, Any], plots: dict[str, Any] | None = None) -> dic
         "hparams": meth.get("hparams") or {},
         "log": meth.get("log") or [],
         "log_keys": sorted({k for row in meth.get("log") or [] for k in row}, key=_log_order),
+        "selection": selection_view(meth),
+        "tuning": tuning_view(meth),
         "versions": report.get("versions") or {},
         "gold": {k: m.get(k) for k in ("jsd", "avg_gap") if isinstance(m.get(k), float)},
         "plots": plots or {},
