@@ -18,7 +18,6 @@ from lotus_unlearn.data.base import Augment
 from lotus_unlearn.data.mufac import MUFAC_FORGET_ROWS, forget_first
 from lotus_unlearn.data.synthetic import (
     write_cifar,
-    write_dataset,
     write_fashion_mnist,
     write_image_folder,
     write_imagenet,
@@ -238,12 +237,3 @@ def test_replicate_padding_crops_edge_pixels() -> None:
     padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
     windows = [padded[..., i : i + 4, j : j + 4] for i in range(5) for j in range(5)]
     assert any(torch.equal(out, w) for w in windows)
-
-
-def test_write_dataset_dispatches_by_registered_name(tmp_path: Path) -> None:
-    root = write_dataset("tinyimagenet", tmp_path / "t", classes=2, train_per_class=1, val_per_class=2, size=8)
-    assert load_dataset("tinyimagenet", root=root).num_classes == 2
-    root = write_dataset("fashion_mnist", tmp_path / "f", train_per_class=1, test_per_class=2, gz=False)
-    assert (root / "train-images-idx3-ubyte").is_file() and len(load_dataset("fashion-mnist", root=root).train) == 10
-    with pytest.raises(UserError, match=r"no synthetic writer for dataset 'digits'"):
-        write_dataset("digits", tmp_path)

@@ -30,9 +30,6 @@ the folder to pass as `--data-root` (`data_root:` in a bench config) to the matc
     write_fashion_mnist(root, *, train_per_class=10, test_per_class=4, seed=0, gz=True) -> Path
         ROOT/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]: big-endian idx headers, 28 x 28 uint8.
 
-    write_dataset(name, root, **options) -> Path
-        the writer of the registered dataset `name` (cifar10, cifar100, imagefolder, imagenet, tinyimagenet,
-        mufac, fashion-mnist) with `options`.
     py2_pickle(obj) -> bytes
         dicts, lists, str / bytes, ints and uint8 arrays pickled as Python 2's cPickle did (protocol 2, strings as
         byte strings, arrays through numpy.core.multiarray._reconstruct): what the real CIFAR files hold.
@@ -46,9 +43,8 @@ import csv
 import gzip
 import io
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -460,23 +456,3 @@ def write_fashion_mnist(
             else:
                 _write_bytes(root / stem, raw)
     return root
-
-
-WRITERS: dict[str, Callable[..., Path]] = {
-    "cifar10": lambda root, **kw: write_cifar(root, "cifar10", **kw),
-    "cifar100": lambda root, **kw: write_cifar(root, "cifar100", **kw),
-    "imagefolder": write_image_folder,
-    "imagenet": write_imagenet,
-    "tinyimagenet": write_tinyimagenet,
-    "mufac": write_mufac,
-    "fashion-mnist": write_fashion_mnist,
-}
-
-
-def write_dataset(name: str, root: str | Path, **options: Any) -> Path:
-    """Generated data in the on-disk format of the registered dataset `name` (`imagenet` writes the ImageNet
-    layout that `imagefolder` reads); `options` go to its writer. Returns the `--data-root` to load it from."""
-    key = name.lower().replace("_", "-")
-    if key not in WRITERS:
-        raise UserError(f"no synthetic writer for dataset {name!r}; known: {', '.join(sorted(WRITERS))}")
-    return WRITERS[key](root, **options)
