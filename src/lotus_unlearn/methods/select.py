@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
-from lotus_unlearn.data.base import TensorData, as_dataset, labels_of
+from lotus_unlearn.data.base import as_dataset, labels_of, take
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.metrics.predict import Predictions, predict
 from lotus_unlearn.metrics.rfgap import rf_gap_terms
@@ -35,8 +35,7 @@ def _sample(data: Dataset, rows: int, generator: torch.Generator) -> Dataset:
     """`data` itself when it has at most `rows` samples, else a seeded random subset of `rows` of them."""
     if len(data) <= rows:  # type: ignore[arg-type]
         return data
-    pos = torch.randperm(len(data), generator=generator)[:rows].sort().values  # type: ignore[arg-type]
-    return data.subset(pos) if isinstance(data, TensorData) else Subset(data, pos.tolist())
+    return take(data, torch.randperm(len(data), generator=generator)[:rows].sort().values)  # type: ignore[arg-type]
 
 
 class RFGapScorer:

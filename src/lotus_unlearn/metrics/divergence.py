@@ -1,4 +1,4 @@
-"""Divergence metrics (spec §2.2, §2.3, §2.7): JSD, RF-JSD with its noise floor, ZRF, and the reference
+"""Divergence metrics: JSD, RF-JSD with its noise floor, ZRF, and the reference
 code's variants (`*_reference_compat`) for reproducing its published numbers.
 
 Everything is computed in float64 with the natural log. Probabilities are rows that sum to 1.
@@ -47,7 +47,7 @@ def jsd(p: torch.Tensor, q: torch.Tensor) -> float:
 
 
 def jsd_reference_compat(p: torch.Tensor, q: torch.Tensor) -> float:
-    """The reference code's "JSD" (spec §2.2), kept only to reproduce its numbers.
+    """The reference code's "JSD", kept only to reproduce its numbers.
 
     Clamp both (N, C) matrices to >= 1e-8, divide each by its total sum, M = (P+Q)/2, and return
     ½[KL(M‖P) + KL(M‖Q)] summed over all entries, divided by N. That is (1/N) times the per-row mean of the
@@ -116,7 +116,7 @@ def rf_jsd(
     unlearned_forget_logits: torch.Tensor,
     forget_labels: torch.Tensor,
 ) -> float:
-    """Retrain-free JSD (spec §2.3): mean over the classes k present in the forget set of JSD(μ_k^f, μ_k^t).
+    """Retrain-free JSD: mean over the classes k present in the forget set of JSD(μ_k^f, μ_k^t).
 
     μ_k^f is the unlearned model's mean softmax on forget samples of class k, μ_k^t the original model's mean
     softmax on test samples of class k, both re-normalised. Classes absent from the forget set are ignored.
@@ -227,7 +227,7 @@ def _check_pair_logits(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: st
 
 
 def zrf(unlearned_forget_logits: torch.Tensor, random_forget_logits: torch.Tensor) -> float:
-    """Zero Retrain Forgetting (spec §2.7): 1 − mean over the forget set of JSD(softmax(f_u(x)), softmax(f_rand(x))),
+    """Zero Retrain Forgetting: 1 − mean over the forget set of JSD(softmax(f_u(x)), softmax(f_rand(x))),
     f_rand a randomly initialised model of the same architecture. Natural log, so it lies in [1 − ln 2, 1];
     1 = as uninformed as an untrained model, ≈ 0.31 = completely different from it."""
     _check_pair_logits(unlearned_forget_logits, random_forget_logits, "unlearned_forget_logits", "random_forget_logits")
