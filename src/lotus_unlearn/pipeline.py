@@ -28,20 +28,23 @@ def cache_dir() -> Path:
 
 @dataclass
 class ForgetRequest:
-    """What to forget: a file of ids, whole classes, or a fraction of each class."""
+    """What to forget: a file of ids (or the ids themselves), whole classes, or a fraction of each class."""
 
     ids_file: str | None = None
     classes: list[str] = field(default_factory=list)
     fraction: float | None = None
     mode: str = "random"
     listing: str | None = None  # the command that lists the valid ids, named when an id is not a training sample
+    ids: list[int] | None = None
 
     def resolve(self, bundle: DatasetBundle, seed: int) -> Split:
-        given = sum([self.ids_file is not None, bool(self.classes), self.fraction is not None])
-        if given != 1:
+        given = sum([self.ids_file is not None or self.ids is not None, bool(self.classes), self.fraction is not None])
+        if given != 1 or (self.ids_file is not None and self.ids is not None):
             raise UserError(
                 "say what to forget with exactly one of --forget IDS_FILE, --forget-class, --forget-fraction"
             )
+        if self.ids is not None:
+            return ids_split(bundle.train, list(self.ids), self.listing)
         if self.ids_file is not None:
             return ids_split(bundle.train, read_ids_file(self.ids_file), self.listing)
         if self.classes:
