@@ -363,19 +363,35 @@ def unlearn_cmd(
         overwrite=overwrite,
         tune=tune,
         tune_budget=tune_budget,
-        model=model,
-        model_args=parse_pairs(model_arg, "--model-arg"),
-        train_size=train_size,
-        data_root=data_root,
-        data_args=parse_pairs(data_arg, "--data-arg") if data_arg else None,
-        seed=seed,
-        device=device,
+        **_load_options(model, model_arg, train_size, data_root, data_arg, seed, device),
         echo=_echo,
     )
     _print_metrics(done.metrics, method)
     _print_verdict(done.verdict)
     if done.files:
         console.print(f"wrote {out}/" + ", ".join(f.name for f in done.files))
+
+
+def _load_options(
+    model: str | None,
+    model_arg: list[str] | None,
+    train_size: int | None,
+    data_root: str | None,
+    data_arg: list[str] | None,
+    seed: int,
+    device: str,
+) -> dict[str, Any]:
+    """How `unlearn` and `evaluate` load a checkpoint and its data, as `lu.forget` / `lu.audit` keywords (no
+    --data-arg: the checkpoint's data options)."""
+    return {
+        "model": model,
+        "model_args": parse_pairs(model_arg, "--model-arg"),
+        "train_size": train_size,
+        "data_root": data_root,
+        "data_args": parse_pairs(data_arg, "--data-arg") if data_arg else None,
+        "seed": seed,
+        "device": device,
+    }
 
 
 def _echo(text: str) -> None:
@@ -452,13 +468,7 @@ def evaluate_cmd(
         allow_mismatched_gold=allow_mismatched_gold,
         out=out,
         overwrite=overwrite,
-        model=model_name,
-        model_args=parse_pairs(model_arg, "--model-arg"),
-        train_size=train_size,
-        data_root=data_root,
-        data_args=parse_pairs(data_arg, "--data-arg") if data_arg else None,
-        seed=seed,
-        device=device,
+        **_load_options(model_name, model_arg, train_size, data_root, data_arg, seed, device),
     )
     if as_json:
         if is_main():  # in a torchrun job every rank has the same metrics; rank 0 prints them
