@@ -11,7 +11,16 @@ import torch
 import torch.nn as nn
 
 from lotus_unlearn.checkpoint import load_checkpoint, save_checkpoint
-from lotus_unlearn.data import DatasetBundle, Split, TensorData, class_split, ids_split, instance_split, load_dataset
+from lotus_unlearn.data import (
+    DatasetBundle,
+    Split,
+    TensorData,
+    class_split,
+    first_split,
+    ids_split,
+    instance_split,
+    load_dataset,
+)
 from lotus_unlearn.data.splits import read_ids_file
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.history import DeletionHistory, TrainSubset
@@ -28,15 +37,18 @@ def cache_dir() -> Path:
 
 @dataclass
 class ForgetRequest:
-    """What to forget: a file of ids, whole classes, or a fraction of each class."""
+    """What to forget: a file of ids, whole classes, a fraction of each class, or the `first` N training ids."""
 
     ids_file: str | None = None
     classes: list[str] = field(default_factory=list)
     fraction: float | None = None
     mode: str = "random"
     listing: str | None = None  # the command that lists the valid ids, named when an id is not a training sample
+    first: int | None = None  # MUFAC's rule: the first 1,062 rows of the training CSV
 
     def resolve(self, bundle: DatasetBundle, seed: int) -> Split:
+        if self.first is not None and self.ids_file is None and not self.classes and self.fraction is None:
+            return first_split(bundle.train, self.first)
         given = sum([self.ids_file is not None, bool(self.classes), self.fraction is not None])
         if given != 1:
             raise UserError(

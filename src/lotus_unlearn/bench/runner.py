@@ -282,7 +282,7 @@ class GroupContext:
 
         self.cfg, self.group = cfg, group
         f = group.forget
-        request = ForgetRequest(None, list(f.classes), f.fraction, f.mode)
+        request = ForgetRequest(None, list(f.classes), f.fraction, f.mode, first=f.first)
         data_args = {"data_args": cfg.data_args} if cfg.data_args else {}  # loader options, e.g. size=224
         self.exp = prepare(
             group.dataset, request, seed=group.seed, data_root=cfg.data_root, train_size=cfg.train_size, **data_args
