@@ -61,7 +61,10 @@ def test_smoke_config_is_the_config_at_toy_size():
     cfg = load_config(ROOT / "configs" / "paper" / "cifar10_vit.yaml")
     small = parse_config(smoke_raw(cfg, "/data"))
     assert small.seeds == cfg.seeds[:1] and small.data_root == "/data"
-    assert small.data_args == {"size": 32, "normalize": "vit"}  # 224 -> 32, the normalisation kept
+    assert small.data_args == {
+        "size": 48,
+        "normalize": "vit",
+    }  # 224 -> 48 (CIFAR still resized), the same normalisation
     m = small.models[0]
     assert "weights" not in m.model_kwargs and m.model_kwargs["depth"] == 1 and m.train["epochs"] == 1
     assert [f.label for f in small.forget] == [f.label for f in cfg.forget]  # every forget setting

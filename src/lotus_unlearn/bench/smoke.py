@@ -20,7 +20,7 @@ from lotus_unlearn.errors import UserError
 
 TRAIN_SIZE = 300  # samples kept of a dataset that is not generated (digits)
 FIRST = 30  # a `first: N` forget set (MUFAC's first 1,062 rows) becomes the first FIRST rows
-IMAGE_SIZE = 32  # images the config resizes (a ViT's 224) are resized to this instead
+IMAGE_SIZE = 48  # images the config resizes (a ViT's 224) are resized to this instead (CIFAR: 32 -> 48, still a resize)
 # small widths of each built-in model (ResNets at width 1/16 or 1/8 crash in a CPU channels_last backward of this
 # torch build, so 1/4); other models (timm/..., your own factory) keep their arguments
 MODEL_KWARGS: dict[str, dict[str, Any]] = {
@@ -101,7 +101,7 @@ def _writers() -> dict[str, Callable[[Path, int], Path]]:
             root, "cifar10", train_per_class=30, test_per_class=10, seed=seed
         ),
         "cifar100": lambda root, seed: syn.write_cifar(
-            root, "cifar100", train_per_class=5, test_per_class=2, seed=seed
+            root, "cifar100", train_per_class=5, test_per_class=4, seed=seed
         ),
         "mufac": lambda root, seed: syn.write_mufac(
             root, train_per_class=40, val_per_class=10, test_per_class=10, size=32, seed=seed
