@@ -26,7 +26,7 @@ data:
 	@bash $(FMNIST)
 
 demo: install data
-	$(BIN)/lotus-unlearn demo
+	$(BIN)/lotus-unlearn demo --overwrite
 
 test: install data
 	$(BIN)/python -m pytest -q -n 2

@@ -16,11 +16,14 @@ from lotus_unlearn.bench.config import parse_config
 from lotus_unlearn.bench.report import build_report
 from lotus_unlearn.bench.store import JSONStore, SQLiteStore, load_rows
 from lotus_unlearn.bench.tables import (
+    MethodStats,
     aggregate,
     alpha_sweep,
     best_per_column,
+    correlation,
     markdown_table,
     pearson,
+    rf_gap_correlation,
     rf_jsd_correlation,
 )
 from lotus_unlearn.errors import UserError
@@ -58,7 +61,8 @@ def hand_rows():
     rows = []
     for s in (1, 2):
         rows.append(row("retrain", s, **GOLD[s], avg_gap=0.0, jsd=0.0, rf_jsd=0.02))
-        rows.append(row("original", s, **m(0.9, 1.0, 1.0, 0.8), avg_gap=avg_gap(m(0.9, 1.0, 1.0, 0.8), GOLD[s])))
+        om = m(0.9, 1.0, 1.0, 0.8)
+        rows.append(row("original", s, seconds=20.0, **om, avg_gap=avg_gap(om, GOLD[s])))
         rows.append(
             row("lotus", s, seconds=2.0 * s, **LOTUS[s], avg_gap=avg_gap(LOTUS[s], GOLD[s]), jsd=0.01 * s, rf_jsd=0.03)
         )
@@ -104,6 +108,49 @@ def test_best_per_column_closest_to_gold_and_lowest():
     md = markdown_table(aggregate(hand_rows()))
     assert md.count("\n") == 1 + 4  # header, separator, 4 methods
     assert "**1.50e-02 ± 5.00e-03**" in md  # lotus's JSD, bold
+
+
+def test_no_method_is_best_where_it_is_worse_than_the_original():
+    def st(method, **mean):
+        return MethodStats(method, [1], mean=mean)
+
+    stats = [
+        st("original", avg_gap=0.03, mia=0.70, seconds=10.0),
+        st("retrain", avg_gap=0.0, mia=0.60, seconds=10.0),
+        st("a", avg_gap=0.05, mia=0.65, seconds=11.0),
+        st("b", avg_gap=0.04, mia=0.80, seconds=10.0),
+    ]
+    best = best_per_column(stats)
+    assert "avg_gap" not in best  # both methods are worse than the original: no bold at all
+    assert best["mia"] == {"a"}  # 0.05 from gold against the original's 0.10; b (0.20) is worse than the original
+    assert best["seconds"] == {"b"}  # as fast as the original is not worse
+    assert "**" not in markdown_table(stats).splitlines()[2]  # the Original row itself is never bold
+
+
+def test_rf_gap_correlation_by_hand_and_with_few_points():
+    x, y = [0.1, 0.2, 0.3, 0.4, 0.5], [0.1, 0.3, 0.2, 0.5, 0.4]
+    # deviations from the means (0.3): dx = (-.2, -.1, 0, .1, .2), dy = (-.2, 0, -.1, .2, .1);
+    # r = sum(dx dy) / sqrt(sum dx^2 sum dy^2) = 0.08 / 0.1 = 0.8; the ranks have the same pattern: rho = 0.8
+    c = correlation(x, y)
+    assert c["n"] == 5 and c["caveat"] is None
+    assert c["pearson"] == pytest.approx(0.8) and c["spearman"] == pytest.approx(0.8)
+    # monotone but not linear: Spearman 1, Pearson below 1
+    c = correlation(x, [v**3 for v in x])
+    assert c["spearman"] == pytest.approx(1.0) and c["pearson"] < 0.99
+    few = correlation(x[:4], y[:4])
+    assert few["pearson"] is None and few["spearman"] is None and "too few" in few["caveat"]
+    rows = [
+        row("lotus", i, bench="a", rf_gap=b, avg_gap=a, **GOLD[1]) for i, (a, b) in enumerate(zip(x, y, strict=True))
+    ]
+    rows += [
+        row("lotus", i, bench="b", rf_gap=b, avg_gap=a, **GOLD[1])
+        for i, (a, b) in enumerate(zip(x[:3], y[:3], strict=True))
+    ]
+    rows.append(row("lotus", 9, bench="b", status="failed"))
+    c = rf_gap_correlation(rows)
+    assert c["per_benchmark"]["a"]["pearson"] == pytest.approx(0.8)
+    assert c["per_benchmark"]["b"]["caveat"] and c["per_benchmark"]["b"]["n"] == 3
+    assert c["pooled"]["n"] == 8 and len(c["points"]) == 8
 
 
 def test_pearson_with_and_without_gold_averaged_over_benchmarks():
@@ -214,6 +261,12 @@ def test_report_writes_markdown_csv_latex_and_plots(tmp_path):
     assert r"\textbf{" in tex and r"$\pm$" in tex
     assert (tmp_path / "toy_cnn_0_1_avg_gap.png").stat().st_size > 1000
     assert "pcc" in out["numbers"]
+    assert "RF-Gap against Avg Gap" not in text  # no row has rf_gap: no section
+    for i, r in enumerate(rows):
+        r["metrics"]["rf_gap"] = r["metrics"]["avg_gap"] + 0.01 * (i % 3)
+    text = build_report(rows, tmp_path)["markdown"]
+    assert "## RF-Gap against Avg Gap" in text and "| toy/cnn/0.1 | 8 |" in text
+    assert (tmp_path / "toy_cnn_0_1_rf_gap_vs_avg_gap.png").stat().st_size > 1000
 
 
 # --- config ---------------------------------------------------------------------------------------------------
@@ -477,7 +530,7 @@ def test_report_in_paper_units_puts_published_values_next_to_ours(tmp_path):
     out = build_report(rows, tmp_path, units="paper")
     text = out["markdown"]
     assert (
-        "| method | MIA | Acc_f | Acc_r | Acc_test | Avg Gap | Avg Gap (on means) | JSD (×1e4) | RF-JSD (×1e4) | time (min) |"
+        "| method | MIA | Acc_f | Acc_r | Acc_test | Avg Gap | Avg Gap (on means) | JSD (×1e4) | RF-JSD (×1e4) | RF-Gap | time (min) |"
         in text
     )
     assert "| 1.50 ± 0.50 |" in text  # time in minutes, mean ± std over the 2 seeds
@@ -496,7 +549,7 @@ def test_report_in_paper_units_puts_published_values_next_to_ours(tmp_path):
         build_report(rows, tmp_path, units="si")
     # textbook units: the same tables with textbook JSD and seconds; the comparison is still in the paper's units
     text = build_report(rows, tmp_path / "t")["markdown"]
-    assert "| JSD | RF-JSD | time (s) |" in text and "| 15.75 |" in text
+    assert "| JSD | RF-JSD | RF-Gap | time (s) |" in text and "| 15.75 |" in text
 
 
 def csv_reader(text):

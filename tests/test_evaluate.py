@@ -264,3 +264,38 @@ def test_bad_splits_raise_one_user_error(splits, make, message):
 def test_diverged_model_raises_one_user_error(splits):
     with pytest.raises(UserError, match="NaN or inf"):
         lu.evaluate(NaNModel(), splits)
+
+
+def test_models_share_one_decode_per_image_with_identical_logits(tmp_path, monkeypatch):
+    """On an image folder read from files, evaluating three models decodes each image once, and every model's
+    logits equal its own one-model pass bit for bit."""
+    from lotus_unlearn.data import folder as folder_mod
+    from lotus_unlearn.data.synthetic import write_image_folder
+    from lotus_unlearn.metrics.predict import predict_many
+
+    root = write_image_folder(tmp_path, classes=3, train_per_class=6, val_per_class=4, size=8, fmt="jpeg")
+    bundle = lu.data.load_dataset("imagefolder", root=root, in_memory=False)
+    split = lu.data.instance_split(bundle.train, 0.34, seed=0)
+    forget, retain = split.apply(bundle.train)
+    data = {"forget": forget, "retain": retain, "val": bundle.val, "test": bundle.test}
+    nets = [nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)) for _ in range(3)]
+    for i, net in enumerate(nets):
+        torch.manual_seed(i)
+        for p in net.parameters():
+            nn.init.normal_(p, std=0.3)
+    decodes: dict[str, int] = {}
+    real = folder_mod.decode
+
+    def counting(path, *args):
+        decodes[str(path)] = decodes.get(str(path), 0) + 1
+        return real(path, *args)
+
+    monkeypatch.setattr(folder_mod, "decode", counting)
+    lu.evaluate(nets[0], data, original=nets[1], gold=nets[2], batch_size=5)
+    assert len(decodes) == sum(len(d) for d in data.values()) and set(decodes.values()) == {1}
+    for d in data.values():
+        shared = predict_many(nets, d, batch_size=5)
+        for net, p in zip(nets, shared, strict=True):
+            alone = predict(net, d, batch_size=5)
+            assert torch.equal(p.logits, alone.logits) and torch.equal(p.labels, alone.labels)
+            assert torch.equal(p.ids, alone.ids)

@@ -82,9 +82,11 @@ def test_no_history_reads_as_empty(tmp_path: Path) -> None:
         ({"forgotten_ids": [1], "requests": "many"}, "requests"),
         ({"train_subset": {**SUBSET.to_dict(), "train_size": "lots"}}, "train_size 'lots'"),
         ({"train_subset": [1, 2]}, "train_subset is not an object"),
+        ([1, 2], "not a JSON object"),
+        ({"forgotten_ids": [1], "deletion_history": 5, "requests": -1}, "requests -1"),
     ],
 )
-def test_a_malformed_legacy_sidecar_is_one_line(tmp_path: Path, sidecar: dict, fragment: str) -> None:
+def test_a_malformed_legacy_sidecar_is_one_line(tmp_path: Path, sidecar: dict | list, fragment: str) -> None:
     plain = tmp_path / "plain.safetensors"
     save_file(tiny().state_dict(), str(plain))
     sidecar_path(plain).write_text(json.dumps(sidecar))

@@ -23,6 +23,7 @@ from lotus_unlearn.metrics.predict import predict
 COMMON: dict[str, Any] = {"device": "cpu", "seed": 0, "augment": False}  # the fixtures train without augmentation
 TEST_HPARAMS: dict[str, dict[str, Any]] = {
     "lotus": {"epochs": 3, "lr": 1e-3, "batch_size": 64},
+    "lotus_match": {"epochs": 3, "lr": 1e-3, "batch_size": 64},
     "finetune": {"epochs": 2, "lr": 0.05, "batch_size": 64},
     "neggrad": {"epochs": 4, "lr": 0.01, "batch_size": 32},
     "neggrad_plus": {"epochs": 2, "lr": 0.05, "batch_size": 64, "beta": 0.9},

@@ -52,7 +52,7 @@ def test_eval_batch_size_hparam_accepts_none_and_refuses_zero() -> None:
     assert build_config(Config, {}, "x").eval_batch_size is None
     assert build_config(Config, {"eval_batch_size": "none"}, "x").eval_batch_size is None
     assert build_config(Config, {"eval_batch_size": "256"}, "x").eval_batch_size == 256
-    with pytest.raises(UserError, match="eval_batch_size must be positive"):
+    with pytest.raises(UserError, match="eval_batch_size must be >= 1"):
         build_config(Config, {"eval_batch_size": 0}, "x")
 
 

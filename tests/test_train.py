@@ -134,7 +134,7 @@ def test_without_patience_the_last_epoch_is_kept() -> None:
     [
         ({"schedule": "linear"}, "unknown schedule 'linear'; accepted: " + ", ".join(SCHEDULES)),
         ({"warmup_epochs": -1}, "warmup_epochs must be >= 0"),
-        ({"patience": 0}, "patience must be a positive"),
+        ({"patience": 0}, "patience must be >= 1"),
     ],
 )
 def test_bad_training_settings_are_one_line_errors(setting: dict, message: str) -> None:

@@ -30,10 +30,11 @@ from lotus_unlearn.history import (
     record_metadata,
 )
 from lotus_unlearn.models import create_model
+from lotus_unlearn.models.registry import check_trusted
+from lotus_unlearn.outputs import verify_checkpoint_folder
 from lotus_unlearn.utils import WEIGHTS_HASH_FORMAT, atomic_path, provenance, state_dict_hash, write_json_atomic
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-MAX_SIDECAR_BYTES = 256 << 20  # a sidecar mirrors at most MAX_IDS ids as JSON text
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -74,8 +75,31 @@ def save_checkpoint(
     return path
 
 
+MAX_SIDECAR_BYTES = 256 * 2**20  # a sidecar holds a recipe, a log and forgotten ids: far less than this
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# what each field a reader uses must be (a check and what it should hold); the deletion history's fields are
+# checked where it is parsed (history.record_from)
+SIDECAR_FIELDS: dict[str, tuple[Any, str]] = {
+    "model": (
+        lambda v: (
+            v is None
+            or (isinstance(v, dict) and isinstance(v.get("name"), str) and isinstance(v.get("kwargs", {}), dict))
+        ),
+        'a mapping {"name": ..., "kwargs": {...}} or null (a model built in Python)',
+    ),
+    "dataset": (lambda v: isinstance(v, str), "a dataset name"),
+    "train_size": (lambda v: v is None or (_is_int(v) and v > 0), "a positive integer or null"),
+    "data_args": (lambda v: isinstance(v, dict), "a mapping of dataset options"),
+}
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """The sidecar's JSON object ({} without a sidecar); anything but a bounded JSON object is one line."""
+    """The checkpoint's sidecar (`{}` without one), checked: bounded size, a JSON object, known fields well-typed."""
     side = sidecar_path(path)
     if not side.is_file():
         return {}
@@ -87,7 +111,15 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise UserError(f"checkpoint sidecar {side} is not valid JSON ({exc}); restore or delete it") from exc
     if not isinstance(meta, dict):
         raise UserError(f"checkpoint sidecar {side} is not a JSON object; restore or delete it")
+    for key, (ok, what) in SIDECAR_FIELDS.items():
+        if key in meta and not ok(meta[key]):
+            raise UserError(f"checkpoint sidecar {side}: {key} must be {what}, got {_short(meta[key])}; restore it")
     return meta
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def header_metadata(path: str | Path) -> dict[str, str]:
@@ -117,7 +149,9 @@ def header_metadata(path: str | Path) -> dict[str, str]:
 def read_record(path: str | Path) -> CheckpointRecord:
     """The checkpoint's deletion history and training subset: from the weights file when it carries them, else
     from a legacy sidecar, else empty (`source` "none"). A sidecar that disagrees with the weights file is
-    reported by a `HistoryWarning`; the weights file wins."""
+    reported by a `HistoryWarning`; the weights file wins. A checkpoint inside an output folder with a manifest
+    is read only if the whole folder matches it."""
+    verify_checkpoint_folder(path)
     return record_from(header_metadata(path), read_meta(path), path)
 
 
@@ -154,9 +188,9 @@ def load_state_dict(path: str | Path, mmap: bool = False) -> dict[str, torch.Ten
     return obj
 
 
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:
-    """Load weights strictly; a mismatch is one line naming the first mismatched tensor."""
-    own = model.state_dict()
+def check_shapes(own: dict[str, Any], state: dict[str, torch.Tensor], source: str) -> None:
+    """The tensors of `state` must be exactly those of `own` (a model's state_dict, possibly on the meta device),
+    with the same shapes; a mismatch is one line naming the first mismatched tensor."""
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]
     if missing or extra:
@@ -171,6 +205,11 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str =
                 f"{source} does not fit the model: tensor {k!r} has shape {tuple(state[k].shape)}, the model expects "
                 f"{tuple(v.shape)}; check the model and the number of classes"
             )
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:
+    """Load weights strictly; a mismatch is one line naming the first mismatched tensor."""
+    check_shapes(model.state_dict(), state, source)
     model.load_state_dict(state)
     return model
 
@@ -194,14 +233,32 @@ def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], source: st
 def load_checkpoint(
     path: str | Path, model: nn.Module | None = None, **model_kwargs: Any
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a checkpoint into `model`, or into a model rebuilt from the sidecar (`model_kwargs` override it)."""
+    """Load a checkpoint into `model`, or into a model rebuilt from the sidecar (`model_kwargs` override it).
+
+    The sidecar may only name registry models (and timm/torchvision names): a `package.module:factory` it names is
+    refused, never imported; pass `name=` yourself to build that factory. The architecture is first built on the
+    meta device and checked against the weights' shapes, so hostile arguments (e.g. a huge layer) allocate nothing.
+    A checkpoint inside an output folder with a manifest loads only if the whole folder matches it.
+    """
+    verify_checkpoint_folder(path)
     state = load_state_dict(path)
     meta = read_meta(path)
+    source = f"checkpoint {Path(path).name}"
     if model is None:
         spec = meta.get("model") or {}
-        name = model_kwargs.pop("name", None) or spec.get("name")
+        name = model_kwargs.pop("name", None)
         if not name:
-            raise UserError(f"checkpoint {path} has no sidecar naming its architecture; pass --model NAME")
+            name = spec.get("name")
+            if not name:
+                raise UserError(f"checkpoint {path} has no sidecar naming its architecture; pass --model NAME")
+            check_trusted(
+                name,
+                f"the sidecar of checkpoint {path}",
+                f"if you trust it, name it yourself: --model {name} on the command line, or "
+                f"load_checkpoint(path, name={name!r}) in Python",
+            )
         kwargs = {**spec.get("kwargs", {}), **model_kwargs}
+        with torch.device("meta"):  # arguments read from a file: check them against the weights before allocating
+            check_shapes(create_model(name, **kwargs).state_dict(), state, source)
         model = create_model(name, **kwargs)
-    return load_weights(model, state, f"checkpoint {Path(path).name}"), meta
+    return load_weights(model, state, source), meta

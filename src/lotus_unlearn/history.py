@@ -154,7 +154,8 @@ class DeletionHistory:
         if raw is None:
             return cls()
         ids = _id_list(raw, source, "forgotten_ids")
-        requests = meta.get("requests", len(meta.get("deletion_history") or []) or (1 if ids else 0))
+        entries = meta.get("deletion_history")
+        requests = meta.get("requests", (len(entries) if isinstance(entries, list) else 0) or (1 if ids else 0))
         if not _is_int(requests, 0):
             raise _bad(source, f"requests {requests!r} is not a non-negative integer")
         return cls(tuple(sorted(set(ids))), requests, _parents(meta.get("parents", []), source))

@@ -69,6 +69,10 @@ def verify_subset(bundle: DatasetBundle, record: CheckpointRecord, checkpoint: s
         )
 
 
+def _key(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
 def training_ids(
     checkpoint: str | Path | None = None,
     *,
@@ -97,6 +101,8 @@ def training_ids(
             if not isinstance(recorded, str):
                 raise UserError(f"checkpoint {path} does not record its dataset; pass --dataset")
             dataset = recorded
+        elif isinstance(recorded, str) and _key(recorded) != _key(dataset):
+            raise UserError(f"checkpoint {path} was trained on {recorded}, not {dataset}; leave --dataset out")
         size, subset_seed = subset_of(path, record, meta, train_size)
         if data_args is None and isinstance(meta.get("data_args"), dict):
             data_args = meta["data_args"]

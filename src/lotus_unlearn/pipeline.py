@@ -37,23 +37,27 @@ def cache_dir() -> Path:
 
 @dataclass
 class ForgetRequest:
-    """What to forget: a file of ids, whole classes, a fraction of each class, or the `first` N training ids."""
+    """What to forget: a file of ids (or the ids themselves), whole classes, a fraction of each class, or the
+    `first` N training ids."""
 
     ids_file: str | None = None
     classes: list[str] = field(default_factory=list)
     fraction: float | None = None
     mode: str = "random"
     listing: str | None = None  # the command that lists the valid ids, named when an id is not a training sample
+    ids: list[int] | None = None
     first: int | None = None  # MUFAC's rule: the first 1,062 rows of the training CSV
 
     def resolve(self, bundle: DatasetBundle, seed: int) -> Split:
-        if self.first is not None and self.ids_file is None and not self.classes and self.fraction is None:
+        given = sum([self.ids_file is not None or self.ids is not None, bool(self.classes), self.fraction is not None])
+        if self.first is not None and given == 0:
             return first_split(bundle.train, self.first)
-        given = sum([self.ids_file is not None, bool(self.classes), self.fraction is not None])
-        if given != 1:
+        if given != 1 or (self.ids_file is not None and self.ids is not None):
             raise UserError(
                 "say what to forget with exactly one of --forget IDS_FILE, --forget-class, --forget-fraction"
             )
+        if self.ids is not None:
+            return ids_split(bundle.train, list(self.ids), self.listing)
         if self.ids_file is not None:
             return ids_split(bundle.train, read_ids_file(self.ids_file), self.listing)
         if self.classes:

@@ -62,10 +62,15 @@ def eval_batch_size(device: torch.device, requested: int | None = None) -> int:
     return CPU_EVAL_BATCH if device.type == "cpu" else ACCELERATOR_EVAL_BATCH
 
 
+def use_bf16(device: torch.device, enabled: bool | None = None) -> bool:
+    """The one rule for mixed precision in training, unlearning and inference: bf16 autocast when `enabled`
+    is True; when it is None (auto), on CUDA only; never when False."""
+    return device.type == "cuda" if enabled is None else bool(enabled)
+
+
 def autocast(device: torch.device, enabled: bool | None = None) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA by default, nothing on CPU/MPS."""
-    use = device.type == "cuda" if enabled is None else enabled
-    if not use:
+    """bf16 autocast where `use_bf16` says so, else a no-op context."""
+    if not use_bf16(device, enabled):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

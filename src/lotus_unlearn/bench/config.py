@@ -15,6 +15,7 @@ cache. Every group also has the two reference rows "original" and "retrain" (the
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,10 @@ from typing import Any
 
 import yaml
 
+from lotus_unlearn.data.registry import check_dataset
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.utils import config_hash, sha256_file
+from lotus_unlearn.models.registry import check_arguments, check_trusted, names_code
+from lotus_unlearn.utils import config_hash, resolve_device, sha256_file
 
 TOP_KEYS = {
     "name",
@@ -39,6 +42,7 @@ TOP_KEYS = {
     "device",
     "eval",
     "selection",
+    "trust_code",
     "gold",
 }
 MODEL_KEYS = {"model", "model_kwargs", "train", "methods", "original"}
@@ -158,9 +162,15 @@ class BenchConfig:
     device: str = "auto"
     eval: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)
+    trust_code: bool = False
     gold: bool = True
     raw: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+
+    @property
+    def code_models(self) -> list[str]:
+        """The `package.module:factory` models this config imports (allowed by `trust_code: true`)."""
+        return sorted({m.model for m in self.models if names_code(m.model)})
 
     def groups(self) -> list[Group]:
         out = []
@@ -252,8 +262,62 @@ def _need(cond: bool, msg: str) -> None:
 def _as_dict(value: Any, what: str) -> dict[str, Any]:
     if value is None:
         return {}
-    _need(isinstance(value, dict), f"{what} must be a mapping of key: value, got {value!r}")
+    _need(isinstance(value, dict), f"{what} must be a mapping of key: value, got {_short(value)}")
     return dict(value)
+
+
+def _as_list(value: Any, what: str, single: tuple[type, ...]) -> list[Any]:
+    """A non-empty list, or one item of the `single` types standing for a list of one."""
+    if isinstance(value, single) and not isinstance(value, bool):
+        return [value]
+    _need(isinstance(value, list), f"{what} must be a list, got {_short(value)}")
+    _need(bool(value), f"{what} is empty; list at least one")
+    return list(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+EVAL_KEYS = {"n_boot": "a positive integer", "batch_size": "a positive integer or null", "amp": "true, false or null"}
+SPLIT_MODES = ("random", "first_k")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # one folder name under runs/bench
+
+
+def _check_eval(value: Any) -> dict[str, Any]:
+    e = _as_dict(value, "`eval`")
+    bad = sorted(set(e) - set(EVAL_KEYS))
+    _need(not bad, f"unknown eval key(s) {', '.join(bad)}; accepted: {', '.join(EVAL_KEYS)}")
+    ok = {
+        "n_boot": lambda v: _is_int(v) and v >= 1,
+        "batch_size": lambda v: v is None or (_is_int(v) and v >= 1),
+        "amp": lambda v: v is None or isinstance(v, bool),
+    }
+    for key, v in e.items():
+        _need(ok[key](v), f"eval {key} must be {EVAL_KEYS[key]}, got {_short(v)}")
+    return e
+
+
+def _check_name(raw: dict[str, Any], default: str) -> str:
+    """The config's `name` must be one safe folder name (it names runs/bench/NAME); a file name is made one."""
+    if raw.get("name") is None:
+        return _safe(default) if NAME.fullmatch(_safe(default)) else "bench"
+    name = raw["name"]
+    _need(
+        isinstance(name, str) and NAME.fullmatch(name) is not None,
+        f"bench name {_short(name)} must be one folder name (letters, digits, . _ + -, not starting with . - + or "
+        "_); rename it",
+    )
+    return name
 
 
 def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None = None) -> BenchConfig:
@@ -268,19 +332,34 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
     for key in ("datasets", "models", "forget", "methods"):
         _need(key in raw, f"the bench config needs `{key}`")
 
-    datasets = raw["datasets"]
-    datasets = [datasets] if isinstance(datasets, str) else list(datasets)
-    _need(datasets and all(isinstance(d, str) for d in datasets), "`datasets` must be a list of dataset names")
+    datasets = _as_list(raw["datasets"], "`datasets`", (str,))
+    _need(all(isinstance(d, str) for d in datasets), "`datasets` must be a list of dataset names")
+    data_args = _as_dict(raw.get("data_args"), "`data_args`")
+    for d in datasets:
+        check_dataset(d, data_args)  # an unknown name or loader option: one line, before any cell
+    device = raw.get("device", "auto")
+    _need(isinstance(device, str), f"`device` must be a device name, got {_short(device)}")
+    resolve_device(device)
+    data_root = raw.get("data_root")
+    _need(data_root is None or isinstance(data_root, str), f"`data_root` must be a folder, got {_short(data_root)}")
 
+    trust_code = raw.get("trust_code", False)
+    _need(isinstance(trust_code, bool), f"`trust_code` must be true or false, got {trust_code!r}")
     train_fields = set(TrainConfig.__dataclass_fields__)
     models = []
-    for m in raw["models"] if isinstance(raw["models"], list) else [raw["models"]]:
+    for m in _as_list(raw["models"], "`models`", (str, dict)):
         m = {"model": m} if isinstance(m, str) else _as_dict(m, "a `models` entry")
         bad = sorted(set(m) - MODEL_KEYS)
         _need(
             not bad, f"unknown key(s) {', '.join(bad)} in a `models` entry; accepted: {', '.join(sorted(MODEL_KEYS))}"
         )
-        _need("model" in m, "every `models` entry needs `model` (a model name)")
+        _need(isinstance(m.get("model"), str), "every `models` entry needs `model` (a model name)")
+        if not trust_code:  # model code runs only when the config says, in its own words, that it trusts it
+            check_trusted(
+                m["model"], "the bench config", "if you wrote or checked it and trust that code, add `trust_code: true`"
+            )
+        model_kwargs = _as_dict(m.get("model_kwargs"), "`model_kwargs`")
+        check_arguments(m["model"], model_kwargs)
         train = _as_dict(m.get("train"), "`train`")
         bad = sorted(set(train) - train_fields)
         _need(not bad, f"unknown training setting(s) {', '.join(bad)}; accepted: {', '.join(sorted(train_fields))}")
@@ -293,8 +372,8 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
         )
         models.append(
             Model(
-                str(m["model"]),
-                _as_dict(m.get("model_kwargs"), "`model_kwargs`"),
+                m["model"],
+                model_kwargs,
                 train,
                 {k: _as_dict(v, f"methods.{k}") for k, v in _as_dict(m.get("methods"), "`methods`").items()},
                 original,
@@ -302,7 +381,7 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
         )
 
     forgets = []
-    for f in raw["forget"] if isinstance(raw["forget"], list) else [raw["forget"]]:
+    for f in _as_list(raw["forget"], "`forget`", (int, float, dict)):
         f = {"fraction": f} if isinstance(f, (int, float)) else _as_dict(f, "a `forget` entry")
         bad = sorted(set(f) - FORGET_KEYS)
         _need(
@@ -320,18 +399,22 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
         )
         if fraction is not None:
             _need(
-                isinstance(fraction, (int, float)) and 0 < fraction < 1,
-                f"forget fraction must be in (0, 1), got {fraction!r}",
+                _is_number(fraction) and 0 < fraction < 1, f"forget fraction must be in (0, 1), got {_short(fraction)}"
             )
         if classes is not None:
-            classes = [classes] if isinstance(classes, (str, int)) else list(classes)
-            _need(bool(classes), "forget classes must name at least one class")
+            classes = _as_list(classes, "forget classes", (str, int))
+            _need(
+                all(isinstance(c, str) or (_is_int(c) and c >= 0) for c in classes),
+                f"forget classes must be class names or indices, got {_short(classes)}",
+            )
+        mode = f.get("mode", "random")
+        _need(mode in SPLIT_MODES, f"forget mode {_short(mode)} is unknown; accepted: {', '.join(SPLIT_MODES)}")
         hp = {k: _as_dict(v, f"forget hparams.{k}") for k, v in _as_dict(f.get("hparams"), "`hparams`").items()}
         forgets.append(
             Forget(
                 float(fraction) if fraction is not None else None,
                 tuple(str(c) for c in classes or ()),
-                str(f.get("mode", "random")),
+                mode,
                 hp,
                 first,
             )
@@ -340,11 +423,15 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
     methods = {str(k): _as_dict(v, f"methods.{k}") for k, v in _as_dict(raw["methods"], "`methods`").items()}
     _need(bool(methods), "`methods` must name at least one method")
     sweeps = []
-    for s in raw.get("sweeps") or []:
+    raw_sweeps = raw.get("sweeps") or []
+    _need(isinstance(raw_sweeps, list), f"`sweeps` must be a list, got {_short(raw_sweeps)}")
+    for s in raw_sweeps:
         s = _as_dict(s, "a `sweeps` entry")
-        _need({"method", "param", "values"} <= set(s), "each `sweeps` entry needs method, param and values")
-        _need(bool(s["values"]), "a sweep needs at least one value")
-        sweeps.append({"method": str(s["method"]), "param": str(s["param"]), "values": list(s["values"])})
+        _need(set(s) == {"method", "param", "values"}, "each `sweeps` entry needs exactly method, param and values")
+        _need(isinstance(s["method"], str) and isinstance(s["param"], str), "a sweep's method and param are names")
+        values = _as_list(s["values"], "a sweep's values", (int, float))
+        _need(all(_is_number(v) for v in values), f"a sweep's values must be numbers, got {_short(values)}")
+        sweeps.append({"method": s["method"], "param": s["param"], "values": values})
     for m in models:
         for f in forgets:
             names = {**methods, **m.methods, **f.hparams}
@@ -358,9 +445,11 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
             for v in BenchConfig("", [], [], [], methods, [], sweeps).variants(m, f):
                 get_method(v.method)(**v.hparams)  # unknown or ill-typed hyper-parameters: one clear line
 
-    seeds = raw.get("seeds", list(DEFAULT_SEEDS))
-    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
-    _need(seeds and all(isinstance(s, int) for s in seeds), "`seeds` must be a list of integers")
+    seeds = _as_list(raw.get("seeds", list(DEFAULT_SEEDS)), "`seeds`", (int,))
+    _need(
+        all(_is_int(s) and 0 <= s < 2**32 for s in seeds),
+        f"`seeds` must be integers in [0, 2^32 - 1], got {_short(seeds)}",
+    )
     _need(len(set(seeds)) == len(seeds), "`seeds` lists a seed twice")
     gold = raw.get("gold", "train")
     _need(
@@ -370,36 +459,71 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
     )
     train_size = raw.get("train_size")
     _need(
-        train_size is None or (isinstance(train_size, int) and train_size > 0),
+        train_size is None or (_is_int(train_size) and train_size > 0),
         "`train_size` must be a positive integer",
     )
     return BenchConfig(
-        name=str(raw.get("name") or name),
+        name=_check_name(raw, name),
         datasets=datasets,
         models=models,
         forget=forgets,
         methods=methods,
         seeds=seeds,
         sweeps=sweeps,
-        data_root=raw.get("data_root"),
-        data_args=_as_dict(raw.get("data_args"), "`data_args`"),
+        data_root=data_root,
+        data_args=data_args,
         train_size=train_size,
-        device=str(raw.get("device", "auto")),
-        eval=_as_dict(raw.get("eval"), "`eval`"),
+        device=device,
+        eval=_check_eval(raw.get("eval")),
         selection=_as_dict(raw.get("selection"), "`selection`"),
+        trust_code=trust_code,
         gold=gold == "train",
         raw=raw,
         path=path,
     )
 
 
+MAX_YAML_BYTES = 1 * 2**20  # a bench config is a page of text
+MAX_YAML_NODES = 100_000  # values once aliases are expanded: an alias bomb is refused before it is built
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many values `node` stands for with every alias expanded (memoised: aliases share node objects)."""
+    if id(node) not in memo:
+        memo[id(node)] = 1  # a recursive alias counts once here; the loader refuses recursion anyway
+        if isinstance(node, yaml.SequenceNode):
+            memo[id(node)] += sum(_expanded_size(n, memo) for n in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            memo[id(node)] += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+        memo[id(node)] = min(memo[id(node)], MAX_YAML_NODES + 1)
+    return memo[id(node)]
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file safely (no Python objects) and within bounds: its size and the size of its values once
+    aliases are expanded; anything else is one line."""
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise UserError(f"bench config {path} is larger than {MAX_YAML_BYTES // 2**20} MiB; is it the right file?")
+    try:
+        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+        try:
+            node = loader.get_single_node()
+            if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
+                raise UserError(
+                    f"bench config {path} expands to more than {MAX_YAML_NODES} values (YAML aliases); write it out"
+                )
+            return loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
+        raise UserError(f"bench config {path} is not valid YAML ({first}); fix the file") from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise UserError(f"bench config {path} is not readable YAML text ({type(exc).__name__}); fix the file") from None
+
+
 def load_config(path: str | Path) -> BenchConfig:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"bench config {path} does not exist; pass a YAML file such as configs/quick.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
-        raise UserError(f"bench config {path} is not valid YAML ({first}); fix the file") from None
-    return parse_config(raw, name=path.stem, path=str(path))
+    return parse_config(read_yaml(path), name=path.stem, path=str(path))

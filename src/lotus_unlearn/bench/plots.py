@@ -1,5 +1,5 @@
 """PNG plots of a benchmark (matplotlib Agg canvas, no global pyplot state): Avg Gap per method, RF-JSD against
-JSD, and forget-set entropy histograms per method against the gold model."""
+JSD, RF-Gap against Avg Gap, and forget-set entropy histograms per method against the gold model."""
 
 from __future__ import annotations
 
@@ -68,6 +68,41 @@ def rf_jsd_scatter(
     if pcc:
         extra = f"\nPearson r = {pcc.get('with_gold', float('nan')):.3f} (with gold), {pcc.get('without_gold', float('nan')):.3f} (without)"
     ax.set_title(title + extra, fontsize=9)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _r_text(corr: Mapping[str, Any]) -> str:
+    if corr.get("caveat"):
+        return str(corr["caveat"])
+    return f"n = {corr['n']}, Pearson r = {corr['pearson']:.3f}, Spearman ρ = {corr['spearman']:.3f}"
+
+
+def rf_gap_scatter(points: Sequence[Mapping[str, Any]], title: str, path: Path, corr: Mapping[str, Any]) -> Path | None:
+    """RF-Gap (retrain-free, y) against Avg Gap (to gold, x), one point per cell; coloured by benchmark when the
+    points span several, else by role (gold, original, LoTUS, other methods). The dashed line is y = x."""
+    if len(points) < 2:
+        return None
+    fig = _figure(5.6, 4.4)
+    ax = fig.add_subplot()
+    benches = list(dict.fromkeys(p["benchmark"] for p in points))
+    if len(benches) > 1:
+        groups = {b: [p for p in points if p["benchmark"] == b] for b in benches}
+    else:
+
+        def role(p: Mapping[str, Any]) -> str:
+            base = p["method"].partition("[")[0]
+            return display_name(base) if base in (GOLD, ORIGINAL, "lotus") else "other methods"
+
+        groups = {r: [p for p in points if role(p) == r] for r in dict.fromkeys(role(p) for p in points)}
+    for label, pts in groups.items():
+        ax.scatter([p["avg_gap"] for p in pts], [p["rf_gap"] for p in pts], s=14, alpha=0.8, label=label)
+    top = max(max(p["avg_gap"] for p in points), max(p["rf_gap"] for p in points))
+    ax.plot([0, top], [0, top], "--", color="#999999", linewidth=0.8)
+    ax.set_xlabel("Avg Gap to the gold model")
+    ax.set_ylabel("RF-Gap (retrain-free, validation data)")
+    ax.set_title(f"{title}\n{_r_text(corr)}", fontsize=9)
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

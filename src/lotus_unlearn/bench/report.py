@@ -1,4 +1,5 @@
-"""`bench report`: tables (Markdown, CSV, LaTeX), the RF-JSD / JSD correlation, the alpha sweep, and PNG plots."""
+"""`bench report`: tables (Markdown, CSV, LaTeX), the RF-JSD / JSD and RF-Gap / Avg Gap correlations, the alpha
+sweep, and PNG plots."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from lotus_unlearn.bench.tables import (
     display_name,
     latex_table,
     markdown_table,
+    rf_gap_correlation,
     rf_jsd_correlation,
     table_columns,
 )
@@ -66,6 +68,46 @@ def alpha_markdown(sweep: Mapping[str, Any]) -> str:
     if om["rule"]:
         lines.append(f"| seed means | {om['rule']['alpha']:g} ({om['rule']['reason']}) | {om['avg_gap_best']:g} |")
     return "\n".join(lines)
+
+
+def _r(corr: Mapping[str, Any], key: str) -> str:
+    return "–" if corr.get("caveat") else _f(corr[key], ".3f")
+
+
+def rf_gap_section(
+    rows: Sequence[Mapping[str, Any]], out: Path, files: dict[str, str], numbers: dict[str, Any]
+) -> list[str]:
+    """Markdown lines, scatter plots (per benchmark and pooled) and numbers of the RF-Gap / Avg Gap correlation."""
+    c = rf_gap_correlation(rows)
+    numbers["rf_gap_correlation"] = {"per_benchmark": c["per_benchmark"], "pooled": c["pooled"]}
+    if not c["points"]:
+        return []
+    md = [
+        "",
+        "## RF-Gap against Avg Gap (Pearson and Spearman)",
+        "",
+        "One point per finished cell with both values (every method, sweep point and seed, Original and Gold "
+        "included). RF-Gap is retrain-free and uses validation data only; Avg Gap needs the gold model. A "
+        "correlation over fewer than 5 points is not given: it says too little.",
+        "",
+        "| benchmark | points | Pearson r | Spearman ρ | note |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for bench, p in [*c["per_benchmark"].items(), ("**pooled**", c["pooled"])]:
+        md.append(f"| {bench} | {p['n']} | {_r(p, 'pearson')} | {_r(p, 'spearman')} | {p['caveat'] or ''} |")
+    md.append("")
+    benches = list(c["per_benchmark"])
+    plots_to_make = [(b, [p for p in c["points"] if p["benchmark"] == b], c["per_benchmark"][b]) for b in benches]
+    if len(benches) > 1:
+        plots_to_make.append(("pooled", c["points"], c["pooled"]))
+    for name, pts, corr in plots_to_make:
+        pic = plots.rf_gap_scatter(
+            pts, f"{name}: RF-Gap vs Avg Gap", out / f"{_slug(name)}_rf_gap_vs_avg_gap.png", corr
+        )
+        if pic is not None:
+            md.append(f"![{pic.stem}]({pic.name})")
+            files[pic.stem] = str(pic)
+    return md
 
 
 UNIT_NOTES = {
@@ -115,7 +157,8 @@ def build_report(
     md += [
         "",
         "Mean ± std (population, over seeds). **Bold** = best among the unlearning methods: closest to the gold "
-        "(Retrain) row for MIA and the accuracies, lowest for Avg Gap, JSD, RF-JSD and time. Avg Gap is the mean of "
+        "(Retrain) row for MIA and the accuracies, lowest for Avg Gap, JSD, RF-JSD, RF-Gap and time; a method "
+        "worse than the Original row on a column is never bold there (so a column may have none). Avg Gap is the mean of "
         "the per-seed gaps; Avg Gap (on means) is the gap between seed-averaged metrics (the reference's form). "
         f"{UNIT_NOTES[units]} (Original / Retrain: their training; an Original given as a weights file has none). "
         "A benchmark without a gold model (retrain-free) shows the paper's ImageNet-1k columns: RF-JSD, time, Acc_r, "
@@ -187,6 +230,7 @@ def build_report(
             f"{_f(c['without_gold']['mean'], '.3f')} ± {_f(c['without_gold']['std'], '.3f')} | |"
         )
     numbers["pcc"] = {"reference_units": corr, "textbook": corr_ours}
+    md += rf_gap_section(rows, out, files, numbers)
     failed = [r for r in rows if r.get("status") != "ok"]
     if failed:
         md += ["", "## Failed cells", ""] + [f"- `{r['cell_id']}`: {r.get('error')}" for r in failed]

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -37,6 +40,7 @@ DIAGNOSTIC_KEYS = (
     "rf_jsd_reference_compat_x1e4",
     "mia_test_rate",
     "attack",
+    "rf_gap_terms",
 )
 
 
@@ -84,6 +88,8 @@ def run_bench(
     """Run the grid (or one `cell`) into `results`; returns counts of cells run, skipped and failed."""
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if cfg.code_models:  # the console repeats what the config trusts
+        echo(f"trust_code: true: this config imports and runs model code {', '.join(cfg.code_models)}")
     if cfg.data_root is not None and not Path(cfg.data_root).is_dir():
         raise UserError(
             f"data_root {cfg.data_root} does not exist; download the dataset there or fix data_root in the config"
@@ -111,16 +117,58 @@ def run_bench(
         return counts
     threads = max(1, (os.cpu_count() or 1) // jobs)
     echo(f"running {len(todo)} groups in {jobs} processes, {threads} torch thread(s) each")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = [
-            pool.submit(_worker, raw, group.id, [v.label for v in variants], str(path), threads, mlflow_uri)
-            for group, variants in todo
-        ]
+    pool = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
+    )
+    try:
+        with _sigint_ignored():  # workers start with it ignored: a terminal's Ctrl-C reaches the whole group
+            futures = [
+                pool.submit(_worker, raw, group.id, [v.label for v in variants], str(path), threads, mlflow_uri)
+                for group, variants in todo
+            ]
         for fut in as_completed(futures):
             c = fut.result()
             counts["ran"] += c["ran"]
             counts["failed"] += c["failed"]
+    except BaseException:  # interrupted or failed: no worker outlives the run
+        _stop_workers(pool)
+        raise
+    pool.shutdown()
     return counts
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C while workers are spawned (they inherit it), on the main thread (the only one that may)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: on Linux the kernel kills this worker when the parent dies (PR_SET_PDEATHSIG), even by
+    SIGKILL; elsewhere the parent stops its workers when it is interrupted. Ctrl-C is the parent's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request above
+        os._exit(1)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's worker processes now and drop the pending work."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError):
+            proc.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def load_original(bundle: Any, model: Model, seed: int) -> Any:
@@ -336,10 +384,11 @@ class GroupContext:
         }
 
     def run(self, v: Variant) -> dict[str, Any]:
-        from lotus_unlearn.methods import get_method
+        from lotus_unlearn.methods import unlearn
 
         extra: dict[str, Any] = {}
         seconds: float | None
+        selection = None
         if v.method == "original":
             model = self.original
             seconds = None if self.o_meta.get("seconds") is None else float(self.o_meta["seconds"])
@@ -351,11 +400,13 @@ class GroupContext:
             extra["epochs_run"] = self.g_meta.get("epochs_run")
         else:
             hp = {"seed": self.group.seed, "device": self.cfg.device, **v.hparams}
-            result = get_method(v.method)(**hp).unlearn(
-                self.original, self.exp.forget, self.exp.retain, self.exp.bundle.val
-            )
+            # the same call as lu.unlearn and lu.forget: the method's per-kind defaults apply alike
+            result = unlearn(self.original, self.exp.forget, self.exp.retain, self.exp.bundle.val, v.method, **hp)
             model, seconds = result.model, result.seconds
             extra["epochs_run"] = result.epochs_run
+            if result.selection is not None:  # select=rf_gap: the kept epoch (its scores go to diagnostics)
+                extra["selected_epoch"] = result.selection["selected_epoch"]
+                selection = result.selection
         t0 = time.perf_counter()
         report = self.evaluate(model)
         metrics = {
@@ -369,7 +420,10 @@ class GroupContext:
         metrics.update({k: float(val) for k, val in extra.items() if val is not None})
         return {
             "metrics": metrics,
-            "diagnostics": {k: diag[k] for k in DIAGNOSTIC_KEYS if k in diag},
+            "diagnostics": {
+                **{k: diag[k] for k in DIAGNOSTIC_KEYS if k in diag},
+                **({"selection": selection} if selection is not None else {}),
+            },
             "seconds": seconds,
             "eval_seconds": time.perf_counter() - t0,
         }

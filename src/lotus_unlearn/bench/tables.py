@@ -1,6 +1,6 @@
 """Aggregation of result rows into the paper's tables: mean ± std over seeds per method, Avg Gap per seed and on
-seed means, best per column, the RF-JSD / JSD Pearson correlation, and the LoTUS alpha sweep with the
-retrain-free pick. Pure functions on row dicts (see `bench.store`), so they are tested on hand-made rows.
+seed means, best per column, the RF-JSD / JSD Pearson correlation, the RF-Gap / Avg Gap correlation, and the LoTUS
+alpha sweep with the retrain-free pick. Pure functions on row dicts (see `bench.store`), so they are tested on hand-made rows.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ COLUMNS = (
     Column("avg_gap_on_means", "Avg Gap (on means)", "low", ".4f"),
     Column("jsd", "JSD", "low", ".2e"),
     Column("rf_jsd", "RF-JSD", "low", ".2e"),
+    Column("rf_gap", "RF-Gap", "low", ".4f"),
     Column("seconds", "time (s)", "low", ".1f"),
 )
 # the paper's units: JSD and RF-JSD in the reference code's forms x 1e4, time in minutes
@@ -149,25 +150,34 @@ def aggregate(rows: Sequence[Mapping[str, Any]], *, variants: bool = False) -> l
     return out
 
 
+def _badness(s: MethodStats | None, c: Column, gold: MethodStats | None) -> float | None:
+    """How bad a row is on a column: its distance to the gold row's mean ("gold") or its mean ("low"); None when
+    it cannot be told."""
+    if s is None or c.key not in s.mean or not np.isfinite(s.mean[c.key]):
+        return None
+    if c.best == "gold":
+        return abs(s.mean[c.key] - gold.mean[c.key]) if gold is not None and c.key in gold.mean else None
+    return s.mean[c.key]
+
+
 def best_per_column(stats: Sequence[MethodStats], columns: Sequence[Column] = COLUMNS) -> dict[str, set[str]]:
     """column key -> the methods marked best: closest to the gold row's mean ("gold" columns) or lowest ("low"),
-    among the unlearning methods (Original and Retrain are references, never marked). Ties are all marked."""
+    among the unlearning methods (Original and Retrain are references, never marked). Ties are all marked. A
+    method worse than the Original row on a column is never marked there: when every method is, none is."""
     gold = next((s for s in stats if s.method == GOLD), None)
+    original = next((s for s in stats if s.method == ORIGINAL), None)
     cands = [s for s in stats if s.method not in (GOLD, ORIGINAL)]
     out: dict[str, set[str]] = {}
     for c in columns:
         if not c.best:
             continue
+        limit = _badness(original, c, gold)
         scored = []
         for s in cands:
-            if c.key not in s.mean or not np.isfinite(s.mean[c.key]):
+            bad = _badness(s, c, gold)
+            if bad is None or (limit is not None and bad > limit and not np.isclose(bad, limit, rtol=1e-9, atol=1e-12)):
                 continue
-            if c.best == "gold":
-                if gold is None or c.key not in gold.mean:
-                    continue
-                scored.append((abs(s.mean[c.key] - gold.mean[c.key]), s.method))
-            else:
-                scored.append((s.mean[c.key], s.method))
+            scored.append((bad, s.method))
         if scored:
             low = min(v for v, _ in scored)
             out[c.key] = {m for v, m in scored if np.isclose(v, low, rtol=1e-9, atol=1e-12)}
@@ -241,11 +251,58 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation: Pearson's r of the ranks (ties get their mean rank); NaN below 3 points."""
+    from scipy.stats import rankdata
+
+    return pearson(rankdata(np.asarray(x, float)), rankdata(np.asarray(y, float)))
+
+
+MIN_CORRELATION_POINTS = 5  # fewer points: the correlation is reported with a caveat instead of a bare r
+
+
+def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
+    """Pearson and Spearman of two paired samples with their size; below MIN_CORRELATION_POINTS points both are
+    None and `caveat` says why (a correlation of 3 or 4 points is too easily high or low by chance)."""
+    n = len(x)
+    if n < MIN_CORRELATION_POINTS:
+        return {"n": n, "pearson": None, "spearman": None, "caveat": f"only {n} point(s): too few for a correlation"}
+    return {"n": n, "pearson": pearson(x, y), "spearman": spearman(x, y), "caveat": None}
+
+
+def rf_gap_points(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One point per finished cell with both RF-Gap and Avg Gap (every method, sweep point and seed; Original and
+    the gold row included: a retrain should score low, the original where it is)."""
+    return [
+        {
+            "benchmark": r["benchmark"],
+            "method": _label(r),
+            "seed": r["seed"],
+            "rf_gap": float(r["metrics"]["rf_gap"]),
+            "avg_gap": float(r["metrics"]["avg_gap"]),
+        }
+        for r in ok_rows(rows)
+        if "rf_gap" in r["metrics"] and "avg_gap" in r["metrics"]
+    ]
+
+
+def rf_gap_correlation(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How well RF-Gap (retrain-free) tracks Avg Gap (gold-based): `correlation` of the cell points per benchmark
+    and pooled over all benchmarks, with the points themselves (for the scatter plot)."""
+    pts = rf_gap_points(rows)
+    per: dict[str, dict[str, Any]] = {}
+    for bench in dict.fromkeys(p["benchmark"] for p in pts):
+        mine = [p for p in pts if p["benchmark"] == bench]
+        per[bench] = correlation([p["avg_gap"] for p in mine], [p["rf_gap"] for p in mine])
+    pooled = correlation([p["avg_gap"] for p in pts], [p["rf_gap"] for p in pts])
+    return {"per_benchmark": per, "pooled": pooled, "points": pts}
+
+
 def rf_jsd_correlation(rows: Sequence[Mapping[str, Any]], *, compat: bool = True) -> dict[str, Any]:
     """The paper's claim "RF-JSD correlates with JSD" computed its way: per benchmark, the Pearson correlation over
     the method means (the unlearning methods and the Gold row, whose JSD is 0 and RF-JSD its own; not Original),
     then averaged over benchmarks; also without the Gold row. `compat` uses the reference's units (the quirky
-    ×1e4 forms of spec §2.2-2.3), otherwise our textbook JSD and RF-JSD."""
+    ×1e4 forms), otherwise our textbook JSD and RF-JSD."""
     jk, rk = ("jsd_compat_x1e4", "rf_jsd_compat_x1e4") if compat else ("jsd", "rf_jsd")
     per: dict[str, dict[str, float]] = {}
     for bench, rs in by_benchmark(ok_rows(rows)).items():

@@ -5,6 +5,7 @@ from lotus_unlearn.data import (  # noqa: F401  (register the built-in datasets)
     digits,
     fashion_mnist,
     folder,
+    mnist5k,
     mufac,
     tinyimagenet,
 )

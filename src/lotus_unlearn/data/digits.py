@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from lotus_unlearn.data.base import Augment, TensorData
-from lotus_unlearn.data.registry import DatasetBundle, register_dataset, split_val_test, stratified_subset
+from lotus_unlearn.data.registry import DatasetBundle, register_dataset, split_small
 
 CLASSES = [str(i) for i in range(10)]
 
@@ -21,11 +21,6 @@ def digits(root: str | Path | None = None, seed: int = 0) -> DatasetBundle:
     d = load_digits()
     images = torch.from_numpy((d.images * (255.0 / 16.0)).round().astype(np.uint8)).unsqueeze(1)
     labels = torch.from_numpy(d.target.astype(np.int64))
-    # the train/held-out cut is fixed (seed 0) so sample ids mean the same samples across experiment seeds
-    train_pos = np.sort(stratified_subset(labels, int(0.6 * len(labels)), 0))
-    mask = np.ones(len(labels), dtype=bool)
-    mask[train_pos] = False
     full = TensorData(images, labels, mean=(0.3,), std=(0.38,), augment=Augment(crop_padding=1), classes=CLASSES)
-    train = full.subset(torch.as_tensor(train_pos))
-    val, test = split_val_test(full.subset(torch.as_tensor(np.flatnonzero(mask))), seed)
+    train, val, test = split_small(full, seed)
     return DatasetBundle("digits", train, val, test, CLASSES)

@@ -1,6 +1,6 @@
 """Datasets by name. Each loader returns a `DatasetBundle` with stable sample ids.
 
-The official test set is split 50/50, stratified and seeded, into validation and test (spec §3.1).
+The official test set is split 50/50, stratified and seeded, into validation and test.
 """
 
 from __future__ import annotations
@@ -66,11 +66,33 @@ class DatasetBundle:
 
 
 def register_dataset(name: str) -> Callable:
+    """Decorator: add a loader to `DATASETS` under `name`; a name registered twice raises (as methods and models)."""
+
     def wrap(fn: Callable[..., DatasetBundle]) -> Callable[..., DatasetBundle]:
+        if name in DATASETS:
+            raise ValueError(f"dataset {name!r} is registered twice")
         DATASETS[name] = fn
         return fn
 
     return wrap
+
+
+def check_dataset(name: str, options: dict[str, Any] | None = None) -> str:
+    """The registry key of dataset `name`; an unknown name, or an option its loader does not take, is one line.
+    Reads no data (for validating a whole config first)."""
+    key = name.lower().replace("_", "-")
+    if key not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
+    if options:
+        params = inspect.signature(DATASETS[key]).parameters
+        unknown = sorted(set(options) - set(params) - {"root", "seed"})
+        if unknown:
+            accepted = [p for p in params if p not in ("root", "seed")]
+            raise UserError(
+                f"dataset {name} has no option(s) {', '.join(unknown)}; "
+                + (f"it accepts {', '.join(accepted)}" if accepted else "it takes no --data-arg")
+            )
+    return key
 
 
 def load_dataset(
@@ -84,18 +106,7 @@ def load_dataset(
 ) -> DatasetBundle:
     """Load a registered dataset; `train_size` keeps a stratified subset of the training set, drawn with
     `subset_seed` (default `seed`); `options` go to the dataset's loader (e.g. `size=224` for `imagefolder`)."""
-    key = name.lower().replace("_", "-")
-    if key not in DATASETS:
-        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
-    if options:
-        params = inspect.signature(DATASETS[key]).parameters
-        unknown = sorted(set(options) - set(params) - {"root", "seed"})
-        if unknown:
-            accepted = [p for p in params if p not in ("root", "seed")]
-            raise UserError(
-                f"dataset {name} has no option(s) {', '.join(unknown)}; "
-                + (f"it accepts {', '.join(accepted)}" if accepted else "it takes no --data-arg")
-            )
+    key = check_dataset(name, options)
     bundle = DATASETS[key](root=root, seed=seed, **options)
     if train_size is not None and train_size < len(bundle.train):
         if train_size <= 0:
@@ -125,3 +136,14 @@ def split_val_test(data: TensorData, seed: int) -> tuple[TensorData, TensorData]
     mask = np.ones(len(data), dtype=bool)
     mask[val_pos] = False
     return data.subset(torch.as_tensor(val_pos)), data.subset(torch.as_tensor(np.flatnonzero(mask)))
+
+
+def split_small(full: TensorData, seed: int, train_fraction: float = 0.6) -> tuple[TensorData, TensorData, TensorData]:
+    """(train, val, test) of a small dataset that has no official test set: a stratified `train_fraction` cut
+    that is fixed (seed 0, so sample ids mean the same samples across experiment seeds), the rest split 50/50
+    into val / test with `seed`."""
+    train_pos = np.sort(stratified_subset(full.labels, int(train_fraction * len(full)), 0))
+    mask = np.ones(len(full), dtype=bool)
+    mask[train_pos] = False
+    val, test = split_val_test(full.subset(torch.as_tensor(np.flatnonzero(mask))), seed)
+    return full.subset(torch.as_tensor(train_pos)), val, test

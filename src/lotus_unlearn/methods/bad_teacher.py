@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
 from lotus_unlearn.methods.base import (
+    FRACTION,
     Config,
+    Constraint,
     Context,
+    Interval,
     Method,
     distill_kl,
     forget_and_retain_subset,
@@ -24,7 +28,6 @@ from lotus_unlearn.methods.base import (
     run_epoch,
 )
 from lotus_unlearn.models import reinitialized_copy
-from lotus_unlearn.progress import track
 
 TEACHER_SEED_OFFSET = 104729  # the incompetent teacher's init seed is cfg.seed + this
 
@@ -38,6 +41,11 @@ class BadTeacherConfig(Config):
     optimizer: str = "adam"
     temperature: float = 1.0
     retain_fraction: float = 0.3
+
+    constraints: ClassVar[dict[str, Constraint]] = {
+        "temperature": Interval(0, None, "neither"),
+        "retain_fraction": FRACTION,
+    }
 
 
 def incompetent_teacher(model: nn.Module, seed: int, device: torch.device) -> nn.Module:
@@ -75,7 +83,7 @@ class BadTeacher(Method):
                     target[~is_forget] = ctx.original(x[~is_forget]).float()
             return distill_kl(ctx.model(x), target, cfg.temperature)
 
-        for epoch in track(range(cfg.epochs), "Bad Teacher epochs"):
+        for epoch in ctx.epochs("Bad Teacher epochs"):
             t0 = time.perf_counter()
             loss = run_epoch(ctx, union, loss_fn, optimizer, "Bad Teacher")
             ctx.log.append({"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0})

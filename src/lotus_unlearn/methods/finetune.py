@@ -7,9 +7,8 @@ from __future__ import annotations
 import time
 
 from lotus_unlearn.methods.base import Config, Context, Method, cross_entropy, make_optimizer, register, run_epoch
-from lotus_unlearn.progress import track
 
-FinetuneConfig = Config  # spec §4's fine-tuning recipe is the base defaults: SGD 1e-3, momentum 0.9, wd 5e-4
+FinetuneConfig = Config  # the LoTUS paper's fine-tuning recipe is the base defaults: SGD 1e-3, momentum 0.9, wd 5e-4
 
 
 @register
@@ -23,7 +22,7 @@ class Finetune(Method):
     def run(self, ctx: Context) -> int:
         optimizer = make_optimizer(ctx.model.parameters(), ctx.cfg)
         loss_fn = cross_entropy(ctx)
-        for epoch in track(range(ctx.cfg.epochs), "fine-tuning epochs"):
+        for epoch in ctx.epochs("fine-tuning epochs"):
             t0 = time.perf_counter()
             loss = run_epoch(ctx, ctx.retain, loss_fn, optimizer, "fine-tuning")
             ctx.log.append({"epoch": epoch, "retain_loss": loss, "seconds": time.perf_counter() - t0})

@@ -9,13 +9,23 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch.nn.functional as F
 
 from lotus_unlearn import distributed
-from lotus_unlearn.errors import UserError
-from lotus_unlearn.methods.base import Config, Context, Method, check_finite, make_optimizer, register, step
-from lotus_unlearn.progress import track
+from lotus_unlearn.methods.base import (
+    NON_NEGATIVE,
+    Config,
+    Constraint,
+    Context,
+    Interval,
+    Method,
+    check_finite,
+    make_optimizer,
+    register,
+    step,
+)
 
 
 @dataclass
@@ -28,6 +38,11 @@ class NegGradConfig(Config):
     optimizer: str = "sgd"
     grad_clip: float | None = 1.0  # max gradient L2 norm per step; None turns clipping off
     stop_loss: float | None = None  # stop once a forget batch's CE exceeds this; None: ln(num_classes)
+
+    constraints: ClassVar[dict[str, Constraint]] = {
+        "grad_clip": Interval(0, None, "neither"),
+        "stop_loss": NON_NEGATIVE,
+    }
 
 
 @register
@@ -43,12 +58,10 @@ class NegGrad(Method):
 
     def run(self, ctx: Context) -> int:
         cfg: NegGradConfig = ctx.cfg
-        if cfg.grad_clip is not None and cfg.grad_clip <= 0:
-            raise UserError(f"grad_clip must be > 0 or None, got {cfg.grad_clip}")
         limit = math.log(ctx.num_classes) if cfg.stop_loss is None else cfg.stop_loss
         optimizer = make_optimizer(ctx.model.parameters(), cfg)
         epochs_run = 0
-        for epoch in track(range(cfg.epochs), "NegGrad epochs"):
+        for epoch in ctx.epochs("NegGrad epochs"):
             t0 = time.perf_counter()
             ctx.model.train()
             total, count, stopped = 0.0, 0, False

@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from lotus_unlearn.errors import UserError
-from lotus_unlearn.methods.base import Config, Context, Method, endless_batches, make_optimizer, register, run_epoch
-from lotus_unlearn.progress import track
+from lotus_unlearn.methods.base import (
+    POSITIVE,
+    Config,
+    Constraint,
+    Context,
+    Interval,
+    Method,
+    endless_batches,
+    make_optimizer,
+    register,
+    run_epoch,
+)
 
 FORGET_STREAM_OFFSET = 7919  # seed offset of the forget-batch stream, so the retain stream equals finetune's
 
@@ -26,6 +36,8 @@ FORGET_STREAM_OFFSET = 7919  # seed offset of the forget-batch stream, so the re
 class NegGradPlusConfig(Config):  # SGD 1e-3, momentum 0.9, wd 5e-4 (the base defaults), plus:
     beta: float = 0.999  # weight of the retain CE; 1 - beta weighs the (negated) forget CE
     forget_batch_size: int | None = None  # None: batch_size
+
+    constraints: ClassVar[dict[str, Constraint]] = {"beta": Interval(0, 1), "forget_batch_size": POSITIVE}
 
 
 @register
@@ -41,8 +53,6 @@ class NegGradPlus(Method):
 
     def run(self, ctx: Context) -> int:
         cfg: NegGradPlusConfig = ctx.cfg
-        if not 0.0 <= cfg.beta <= 1.0:
-            raise UserError(f"beta must be in [0, 1], got {cfg.beta}")
         optimizer = make_optimizer(ctx.model.parameters(), cfg)
         forget_stream = endless_batches(
             ctx,
@@ -59,7 +69,7 @@ class NegGradPlus(Method):
                 loss = cfg.beta * loss - (1.0 - cfg.beta) * F.cross_entropy(ctx.model(xf).float(), yf)
             return loss
 
-        for epoch in track(range(cfg.epochs), "NegGrad+ epochs"):
+        for epoch in ctx.epochs("NegGrad+ epochs"):
             t0 = time.perf_counter()
             loss = run_epoch(ctx, ctx.retain, joint_loss, optimizer, "NegGrad+")
             ctx.log.append({"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0})

@@ -1,5 +1,5 @@
 """Random Labeling: each epoch, one pass over the forget set with fresh random *wrong* labels, then one pass
-over the retain set with the true labels (Graves et al., AAAI 2021, "amnesiac" relabelling; spec §4).
+over the retain set with the true labels (Graves et al., AAAI 2021, "amnesiac" relabelling).
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from lotus_unlearn.methods.base import (
     register,
     run_epoch,
 )
-from lotus_unlearn.progress import track
 
-RandomLabelConfig = Config  # spec §4: SGD 1e-3, momentum 0.9, wd 5e-4, the base defaults
+RandomLabelConfig = Config  # the LoTUS paper's baseline recipe: SGD 1e-3, momentum 0.9, wd 5e-4, the base defaults
 
 
 def run_random_label(ctx: Context) -> int:
@@ -32,7 +31,7 @@ def run_random_label(ctx: Context) -> int:
         return F.cross_entropy(ctx.model(x).float(), random_wrong_labels(y, ctx.num_classes, ctx.noise))
 
     retain_loss = cross_entropy(ctx)
-    for epoch in track(range(cfg.epochs), "random-label epochs"):
+    for epoch in ctx.epochs("random-label epochs"):
         t0 = time.perf_counter()
         f = run_epoch(ctx, ctx.forget, relabelled, optimizer, "random labelling (forget pass)")
         r = run_epoch(ctx, ctx.retain, retain_loss, optimizer, "random labelling (retain pass)")

@@ -10,10 +10,20 @@ get no gradient and are restored after each optimizer step, so weight decay and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.methods.base import Context, Method, ParamMask, build_config, mean_gradients, register
+from lotus_unlearn.methods.base import (
+    FRACTION,
+    Constraint,
+    Context,
+    Method,
+    OneOf,
+    ParamMask,
+    build_config,
+    mean_gradients,
+    register,
+)
 from lotus_unlearn.methods.lotus import Lotus, LotusConfig
 from lotus_unlearn.methods.random_label import RandomLabelConfig, run_random_label
 
@@ -25,11 +35,15 @@ class SalunConfig(RandomLabelConfig):
     base: str = "random_label"  # or "lotus"; the base method's own hyper-parameters apply
     mask_density: float = 0.5  # fraction of weights that may change (SalUn: 0.5; the LoTUS paper used 0.1)
 
+    constraints: ClassVar[dict[str, Constraint]] = {"base": OneOf(("random_label",)), "mask_density": FRACTION}
+
 
 @dataclass
 class SalunLotusConfig(LotusConfig):
     base: str = "lotus"
     mask_density: float = 0.5
+
+    constraints: ClassVar[dict[str, Constraint]] = {"base": OneOf(("lotus",)), "mask_density": FRACTION}
 
 
 def saliency_mask(ctx: Context, density: float) -> ParamMask:
@@ -47,19 +61,22 @@ class Salun(Method):
         "Classification and Generation, ICLR 2024"
     )
     Config = SalunConfig
+    kind_note = "with base=lotus, LoTUS's per-kind defaults"
     notes = (
         "mask of the top 10% (SalUn's default: 50%); SalUn(LoTUS) was its best method on TinyImageNet. Other "
         "hyper-parameters are the base method's (SalUn's own RL runs: SGD, batch 256, lr tuned around 1e-2..1e-1)"
     )
 
-    def __init__(self, **hparams: Any) -> None:
+    def build(self, hparams: dict[str, Any]) -> Any:
         base = str(hparams.get("base", "random_label"))
         if base not in BASES:
             raise UserError(f"salun base {base!r} is unknown; pass one of {', '.join(BASES)}")
         cfg_cls = SalunLotusConfig if base == "lotus" else SalunConfig
-        self.cfg = build_config(cfg_cls, hparams, f"{self.name} (base={base})")
-        if not 0.0 < self.cfg.mask_density <= 1.0:
-            raise UserError(f"mask_density must be in (0, 1], got {self.cfg.mask_density}")
+        return build_config(cfg_cls, hparams, f"{self.name} (base={base})")
+
+    def defaults_for(self, kind: str) -> dict[str, Any]:
+        """The base method's defaults for the kind of request (SalUn(LoTUS) class-wise: LoTUS's)."""
+        return dict(Lotus.kind_defaults.get(kind, {})) if self.explicit.get("base") == "lotus" else {}
 
     def run(self, ctx: Context) -> int:
         mask = saliency_mask(ctx, ctx.cfg.mask_density)

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from lotus_unlearn.errors import UserError
-from lotus_unlearn.methods.base import Config, Context, Method, distill_kl, make_optimizer, register, run_epoch
-from lotus_unlearn.progress import track
+from lotus_unlearn.methods.base import (
+    NON_NEGATIVE,
+    POSITIVE,
+    Config,
+    Constraint,
+    Context,
+    Interval,
+    Method,
+    distill_kl,
+    make_optimizer,
+    register,
+    run_epoch,
+)
 
 
 @dataclass
@@ -32,6 +43,14 @@ class ScrubConfig(Config):
     alpha: float = 0.001  # weight of KL(teacher || student) in the min step
     gamma: float = 0.99  # weight of CE(student, y) in the min step
 
+    constraints: ClassVar[dict[str, Constraint]] = {
+        "forget_batch_size": POSITIVE,
+        "msteps": NON_NEGATIVE,
+        "temperature": Interval(0, None, "neither"),
+        "alpha": NON_NEGATIVE,
+        "gamma": NON_NEGATIVE,
+    }
+
 
 @register
 class Scrub(Method):
@@ -46,8 +65,6 @@ class Scrub(Method):
 
     def run(self, ctx: Context) -> int:
         cfg: ScrubConfig = ctx.cfg
-        if cfg.msteps < 0:
-            raise UserError(f"msteps must be >= 0, got {cfg.msteps}")
         student, teacher = ctx.model, ctx.original
         optimizer = make_optimizer(student.parameters(), cfg)  # the student: the model that is returned
 
@@ -63,7 +80,7 @@ class Scrub(Method):
             z_s = student(x)
             return cfg.alpha * distill_kl(z_s, z_t, cfg.temperature) + cfg.gamma * F.cross_entropy(z_s.float(), y)
 
-        for epoch in track(range(cfg.epochs), "SCRUB epochs"):
+        for epoch in ctx.epochs("SCRUB epochs"):
             t0 = time.perf_counter()
             entry: dict = {"epoch": epoch}
             if epoch < cfg.msteps:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from lotus_unlearn.data.base import concat
-from lotus_unlearn.errors import UserError
-from lotus_unlearn.methods.base import Config, Context, Method, mean_gradients, register
+from lotus_unlearn.methods.base import Config, Constraint, Context, Interval, Method, mean_gradients, register
 
 
 @dataclass
@@ -22,6 +22,11 @@ class SSDConfig(Config):
     batch_size: int = 128  # batches of the Fisher estimates
     alpha: float = 10.0  # selection weighting: select where I_f > alpha * I_D
     dampening: float = 1.0  # lambda: selected weights are scaled by min(1, lambda * I_D / I_f)
+
+    constraints: ClassVar[dict[str, Constraint]] = {
+        "alpha": Interval(0, None, "neither"),
+        "dampening": Interval(0, None, "neither"),
+    }
 
 
 def dampening_factors(
@@ -59,6 +64,7 @@ class SSD(Method):
         "Foster et al., Fast Machine Unlearning Without Retraining Through Selective Synaptic Dampening, AAAI 2024"
     )
     Config = SSDConfig
+    runs_epochs = False
     notes = (
         "alpha 10, lambda 1 as here, but its reference applies the dampening once per epoch (10x on ResNet); "
         "one-shot here, `epochs` is ignored"
@@ -66,8 +72,6 @@ class SSD(Method):
 
     def run(self, ctx: Context) -> int:
         cfg: SSDConfig = ctx.cfg
-        if cfg.alpha <= 0 or cfg.dampening <= 0:
-            raise UserError(f"alpha and dampening must be > 0, got {cfg.alpha} and {cfg.dampening}")
         t0 = time.perf_counter()
         params = list(ctx.model.parameters())
         i_forget = mean_gradients(ctx, ctx.model, ctx.forget, square=True)

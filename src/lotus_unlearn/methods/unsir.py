@@ -19,15 +19,18 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 
-from lotus_unlearn.data.base import TensorData, concat, labels_of
-from lotus_unlearn.errors import UserError
+from lotus_unlearn.data.base import TensorData, concat, labels_of, take
 from lotus_unlearn.methods.base import (
+    NON_NEGATIVE,
+    POSITIVE,
     Config,
+    Constraint,
     Context,
     Method,
     check_finite,
@@ -53,13 +56,23 @@ class UnsirConfig(Config):
     noise_per_class: int | None = None  # noise samples of class c in the impair set; None: c's forget count
     samples_per_class: int | None = None  # retain subset per class; None: 1000, or 100 with >= 100 classes
 
+    constraints: ClassVar[dict[str, Constraint]] = {
+        "repair_lr": NON_NEGATIVE,
+        "noise_size": POSITIVE,
+        "noise_steps": POSITIVE,
+        "noise_lr": NON_NEGATIVE,
+        "noise_l2": NON_NEGATIVE,
+        "noise_per_class": POSITIVE,
+        "samples_per_class": POSITIVE,
+    }
+
 
 def retain_subset_per_class(data: Dataset, per_class: int, generator: torch.Generator) -> Dataset:
     """A seeded random subset with at most `per_class` samples of each class."""
     labels = labels_of(data)
     order = torch.randperm(len(labels), generator=generator)
     keep = torch.cat([order[labels[order] == c][:per_class] for c in labels.unique()]).sort().values
-    return data.subset(keep) if isinstance(data, TensorData) else Subset(data, keep.tolist())
+    return take(data, keep)
 
 
 def learn_noise(ctx: Context, label: int, shape: tuple[int, ...], cfg: UnsirConfig) -> tuple[torch.Tensor, float]:
@@ -117,9 +130,6 @@ class Unsir(Method):
 
     def run(self, ctx: Context) -> int:
         cfg: UnsirConfig = ctx.cfg
-        for k in ("noise_steps", "noise_size", "noise_per_class", "samples_per_class"):
-            if getattr(cfg, k) is not None and getattr(cfg, k) < 1:
-                raise UserError(f"{k} must be >= 1, got {getattr(cfg, k)}")
         forget_labels = labels_of(ctx.forget)
         forget_classes = sorted(int(c) for c in forget_labels.unique())
         retain_labels = labels_of(ctx.retain)
@@ -151,7 +161,7 @@ class Unsir(Method):
         )
 
         loss_fn = cross_entropy(ctx)
-        for epoch in range(cfg.epochs):
+        for epoch in ctx.epochs("UNSIR rounds"):
             t0 = time.perf_counter()
             impair = run_epoch(ctx, impair_set, loss_fn, make_optimizer(ctx.model.parameters(), cfg), "UNSIR impair")
             repair_cfg = dataclasses.replace(cfg, lr=cfg.repair_lr)

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from lotus_unlearn.data.base import as_dataset
 from lotus_unlearn.errors import UserError
+from lotus_unlearn.inputs import check_items, check_module, input_error
 from lotus_unlearn.metrics.checks import check_logits
 from lotus_unlearn.metrics.classification import accuracy, per_class_accuracy
 from lotus_unlearn.metrics.divergence import (
@@ -183,7 +184,9 @@ def evaluate(
     RF-Gap (`metrics.rfgap`) takes its unseen data from "val" (from "test" when there is no "val"); its terms are
     `diagnostics.rf_gap_terms`.
 
-    Each model runs once per split (batched, no gradients); `cache` shares passes across calls. ZRF compares
+    Each model runs once per split (batched, no gradients), and the models share one pass over each split, so
+    an image folder is decoded once per evaluation whatever the number of models; `cache` shares passes across
+    calls. ZRF compares
     with `random_model`, by default a seeded random initialisation of `model`'s architecture. Inference runs in
     float32 unless `amp` is True or None (bf16 autocast on CUDA): bf16 logits can move small JSD values.
     The RF-JSD noise floor (diagnostics) needs `original` and a "val" split; `seed` seeds it and the random model.
@@ -195,15 +198,34 @@ def evaluate(
     if unknown:
         raise UserError(f"unknown split names {', '.join(unknown)}; use forget, retain, test and val")
     data = {k: as_dataset(splits[k], f"{k} split") for k in SPLITS if k in splits}
+    for k, d in data.items():
+        check_items(d, f"{k} split")
+    for what, m in {"model": model, "original": original, "gold": gold, "random_model": random_model}.items():
+        if m is not None or what == "model":
+            check_module(m, what)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise UserError(f"n_boot must be a positive number of bootstrap draws, got {n_boot!r}")
     data_keys = {k: data_fingerprint(d) for k, d in data.items()}
     cache = cache if cache is not None else PredictionCache()
+    opts = {"batch_size": batch_size, "device": device, "amp": amp}
+    rand = random_model if random_model is not None else random_init_copy(model, seed)
+    together = [m for m in (model, original, gold) if m is not None]
+    model_keys = {id(m): model_fingerprint(m) for m in [*together, rand]}
+    for k, d in data.items():  # one pass per split for every model: each batch is loaded (decoded) once
+        group = [*together, rand] if k == "forget" else together
+        try:
+            cache.get_many(group, d, model_keys=[model_keys[id(m)] for m in group], data_key=data_keys[k], **opts)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # e.g. inputs of a shape it cannot take
+            if isinstance(exc, UserError):
+                raise
+            names = "the model" if len(together) == 1 else "the model, original or gold model"
+            raise input_error(exc, names, f"the {k} split's inputs") from exc
 
     def run(
         m: nn.Module, name: str, names: tuple[str, ...] = tuple(data), reference: dict[str, Predictions] | None = None
     ) -> dict[str, Predictions]:
-        """`m`'s predictions on the named splits: one forward pass each, hashing `m` once."""
-        key = model_fingerprint(m)
-        opts = {"batch_size": batch_size, "device": device, "amp": amp}
+        """`m`'s predictions on the named splits (from the cache filled above)."""
+        key = model_keys[id(m)]
         out = {k: cache.get(m, data[k], model_key=key, data_key=data_keys[k], **opts) for k in names}
         _check_consistent(name, out, reference)
         return out
@@ -212,7 +234,6 @@ def evaluate(
     num_classes = preds["forget"].logits.shape[1]
     scores = _Scores(preds)
     report: dict[str, Any] = scores.scalars()
-    rand = random_model if random_model is not None else random_init_copy(model, seed)
     rand_forget = run(rand, "random_model", ("forget",), preds)["forget"]
     report["zrf"] = zrf(preds["forget"].logits, rand_forget.logits)
 

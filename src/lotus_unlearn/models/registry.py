@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -21,11 +22,28 @@ MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(name: str) -> Callable:
+    """Decorator: add a factory to `MODELS` under `name`; a name registered twice raises (as methods and datasets)."""
+
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
         MODELS[name] = fn
         return fn
 
     return wrap
+
+
+def names_code(name: str) -> bool:
+    """Whether building `name` imports and runs a module it names (`package.module:factory`, e.g. `torch.hub:load`):
+    code from outside the registry, which only the person running the command may ask for."""
+    return ":" in str(name)
+
+
+def check_trusted(name: str, source: str, fix: str) -> None:
+    """Refuse a model name read from a file (`source`) that would import code; registry, timm and torchvision names
+    always pass. `fix` says how the person may ask for that code themselves."""
+    if names_code(name):
+        raise UserError(f"{source} names model code {name!r}, which is never imported because a file names it; {fix}")
 
 
 def _external(name: str) -> Callable[..., nn.Module] | None:
@@ -65,10 +83,7 @@ def create_model(
     """Build a model by registry name, `timm/NAME`, `torchvision/NAME` or `package.module:factory`."""
     factory = MODELS.get(name) or _external(name)
     if factory is None:
-        raise UserError(
-            f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}, "
-            "or timm/NAME, torchvision/NAME, package.module:function"
-        )
+        raise _unknown(name)
     try:
         model = factory(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
     except TypeError as exc:
@@ -85,6 +100,36 @@ def create_model(
         },
     }
     return model
+
+
+def _unknown(name: str) -> UserError:
+    return UserError(
+        f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}, "
+        "or timm/NAME, torchvision/NAME, package.module:function"
+    )
+
+
+DATA_ARGUMENTS = ("num_classes", "in_channels", "image_size")  # every factory's, set from the dataset
+
+
+def check_arguments(name: str, kwargs: dict[str, Any]) -> None:
+    """Without building or importing anything: a registry `name` must exist and take `kwargs` (set apart from the
+    dataset's own `DATA_ARGUMENTS`). timm/torchvision and `package.module:factory` names are checked when built."""
+    given = sorted(set(kwargs) & set(DATA_ARGUMENTS))
+    if given:
+        raise UserError(
+            f"model arguments {', '.join(given)} come from the dataset; remove them from the model's arguments"
+        )
+    if names_code(name) or name.partition("/")[0] in ("timm", "torchvision"):
+        return
+    if name not in MODELS:
+        raise _unknown(name)
+    params = inspect.signature(MODELS[name]).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            accepted = [p for p in params if p not in DATA_ARGUMENTS]
+            raise UserError(f"model {name!r} has no argument(s) {', '.join(unknown)}; it accepts {', '.join(accepted)}")
 
 
 def check_model(name: str, *, num_classes: int, in_channels: int = 3, image_size: int = 32, **kwargs: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from lotus_unlearn.data import Split
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods import UnlearnResult
+from lotus_unlearn.report.selection import selection_view, tuning_view
 from lotus_unlearn.report.verdict import verdict
 from lotus_unlearn.utils import (
     WEIGHTS_HASH_FORMAT,
@@ -107,53 +108,81 @@ def build_report(
     *,
     request: dict[str, Any],
     split: Split,
-    result: UnlearnResult,
+    result: UnlearnResult | None,
     input_model: Any,
     metrics: dict[str, Any],
+    kind: str | None = None,
     extra: dict[str, Any] | None = None,
     lineage: dict[str, Any] | None = None,
     timings: dict[str, float] | None = None,
+    model: Any = None,
+    method_name: str | None = None,
 ) -> dict[str, Any]:
     """Everything needed to audit one unlearning run, JSON-serialisable.
 
     `lineage` (from `lineage_of`) links a request on an already-unlearned checkpoint to the previous report;
-    `timings` adds e.g. evaluate_seconds to the unlearning time.
+    `timings` adds e.g. evaluate_seconds to the unlearning time; `kind` ("instance" / "class", default the split's)
+    is the kind of request the verdict judges. For a model unlearned elsewhere (an audit only), pass `result=None`,
+    the evaluated `model`, and `method_name` if known; `input_model` (the original) may then be None.
     """
-    input_sha = state_dict_hash(input_model)
+    kind = kind or split.kind
+    input_sha = state_dict_hash(input_model) if input_model is not None else None
+    output = result.model if result is not None else model
     versions = provenance()
     run = {
-        "device": _device_of(result.model),
+        "device": _device_of(output),
         "cuda_device": versions.get("cuda_device"),
-        "unlearn_seconds": result.seconds,
+        "unlearn_seconds": result.seconds if result is not None else None,
         **(timings or {}),
     }
+    if result is not None:
+        method = {
+            "name": result.method,
+            "hparams": result.hparams,
+            "kind": result.kind,
+            "kind_defaults": result.kind_defaults,
+            "seconds": result.seconds,
+            "epochs_run": result.epochs_run,
+            "log": result.log,
+            "selection": result.selection,
+            "tuning": result.tuning,
+        }
+    else:
+        method = {"name": method_name or "not recorded", "hparams": {}, "seconds": None, "epochs_run": None, "log": []}
     report = {
         "format": FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "request": {
             **request,
             "forget_size": len(split.forget_ids),
-            "forget_kind": split.kind,
+            "forget_kind": kind,
             "forget_classes": split.classes,
             "forget_description": split.description,
             "forget_ids_sha256": split.sha256,
         },
-        "method": {
-            "name": result.method,
-            "hparams": result.hparams,
-            "seconds": result.seconds,
-            "epochs_run": result.epochs_run,
-            "log": result.log,
-        },
-        "weights": {"input_sha256": input_sha, "output_sha256": state_dict_hash(result.model)},
+        "method": method,
+        "weights": {"input_sha256": input_sha, "output_sha256": state_dict_hash(output)},
         "lineage": lineage or {"parent_weights_sha256": input_sha, "previous_report": None, "history": []},
         "run": run,
         "metrics": metrics,
-        "verdict": verdict(metrics, split.kind, len(split.forget_ids)),
+        "verdict": verdict(metrics, kind, len(split.forget_ids), method=method["name"]),
         "versions": versions,
         **(extra or {}),
     }
     return report
+
+
+def hparams_text(result: UnlearnResult | dict[str, Any]) -> str:
+    """The effective hyper-parameters on one line, those from the kind-of-request default first and marked, e.g.
+    `alpha=32.0 (class-wise default), a_ref=0.0 (class-wise default), epochs=10, ...`. Takes an UnlearnResult or a
+    report's "method" section."""
+    if isinstance(result, UnlearnResult):
+        hparams, from_kind, kind = result.hparams, result.kind_defaults, result.kind
+    else:
+        hparams, from_kind, kind = result.get("hparams") or {}, result.get("kind_defaults") or {}, result.get("kind")
+    parts = [f"{k}={hparams[k]} ({kind}-wise default)" for k in hparams if k in from_kind]
+    parts += [f"{k}={v}" for k, v in hparams.items() if k not in from_kind]
+    return ", ".join(parts)
 
 
 # --- sequential requests --------------------------------------------------------------------------------------------
@@ -331,8 +360,12 @@ def _context(report: dict[str, Any], plots: dict[str, Any] | None = None) -> dic
         "run": report.get("run") or {"device": meth["hparams"].get("device")},
         "timings": timings,
         "hparams": meth.get("hparams") or {},
+        "kind_defaults": meth.get("kind_defaults") or {},
+        "hparams_line": hparams_text(meth),
         "log": meth.get("log") or [],
         "log_keys": sorted({k for row in meth.get("log") or [] for k in row}, key=_log_order),
+        "selection": selection_view(meth),
+        "tuning": tuning_view(meth),
         "versions": report.get("versions") or {},
         "gold": {k: m.get(k) for k in ("jsd", "avg_gap") if isinstance(m.get(k), float)},
         "plots": plots or {},
