@@ -71,6 +71,28 @@ def check(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def tuned_picks(rows: list[dict[str, Any]]) -> None:
+    """Each tuned row's pick, its search time, and the retrain's recorded training time on the same seed."""
+    retrain = {r["seed"]: r.get("seconds") for r in rows if r["method"] == "retrain" and r["status"] == "ok"}
+    tuned = [r for r in rows if r["method"] == "tuned" and r["status"] == "ok"]
+    if not tuned:
+        return
+    print("  | tuned row | seed | pick (method, settings, selected epoch) | RF-Gap (val) | search s | retrain s |")
+    print("  |---|---:|---|---:|---:|---:|")
+    for r in sorted(tuned, key=lambda r: (label(r), r["seed"])):
+        t = r["diagnostics"]["tuning"]
+        best = t["table"][t["best"]]
+        settings = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["settings"].items())
+        gold_s = retrain.get(r["seed"])
+        print(
+            f"  | {label(r)} | {r['seed']} | {best['method']} {settings}, epoch {best['selected_epoch']} | "
+            f"{best['rf_gap']:.4f} | {t['seconds']:.0f} | {gold_s:.0f} |"
+            if gold_s is not None
+            else f"  | {label(r)} | {r['seed']} | {best['method']} {settings} | {best['rf_gap']:.4f} | "
+            f"{t['seconds']:.0f} | - |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", help="bench results files or folders, one benchmark each or mixed")
@@ -81,6 +103,7 @@ def main() -> None:
     for bench, rows in sorted(by_bench.items()):
         print(f"## {bench}")
         check(rows)
+        tuned_picks(rows)
 
 
 if __name__ == "__main__":
