@@ -295,7 +295,8 @@ def test_train_keeps_an_existing_checkpoint(ckpt: Path, tmp_path: Path, capsys) 
     assert out.read_bytes() == weights and sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
     out.unlink()  # a sidecar alone is a checkpoint too: refused the same way
     assert main(train) == 2
-    assert "m.json already exists" in last_line(capsys)
+    assert "m.json already exists; pass --overwrite (the earlier file is kept as" in (line := last_line(capsys))
+    assert "m.prev-1.json) or choose another --out" in line
     out.write_bytes(weights)
     for n in (1, 2):
         assert main([*train, "--overwrite"]) == 0

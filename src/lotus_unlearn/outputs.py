@@ -100,7 +100,7 @@ def check_output_file(files: Sequence[str | Path], overwrite: bool = False) -> N
     if existing and not overwrite:
         raise UserError(
             f"{existing[0]} already exists; pass --overwrite (the earlier file is kept as "
-            f"{_sibling(paths[0], _free_number(paths))}) or choose another --out"
+            f"{_sibling(existing[0], _free_number(paths))}) or choose another --out"
         )
 
 
