@@ -26,12 +26,12 @@ def test_the_lowest_logged_score_wins_and_its_weights_come_back(digits, digits_s
     forget, retain = digits_split
     before = copy.deepcopy(digits_original)
     fixed = iter([0.3, 0.1, 0.2])  # epoch 1 is the best: neither the first nor the last
-    real = select_mod.rf_gap_terms
+    real = select_mod.rf_gap_of
 
-    def scripted(**kw: Any) -> dict[str, float]:
-        return {**real(**kw), "rf_gap": next(fixed)}
+    def scripted(*args: Any, **kw: Any) -> dict[str, float]:
+        return {**real(*args, **kw), "rf_gap": next(fixed)}
 
-    monkeypatch.setattr(select_mod, "rf_gap_terms", scripted)
+    monkeypatch.setattr(select_mod, "rf_gap_of", scripted)
     result = lu.unlearn(
         digits_original, forget, retain, digits.val, method="finetune", epochs=3, select="rf_gap", **FAST
     )

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from lotus_unlearn.data.base import as_dataset, labels_of, take
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.metrics.predict import Predictions, predict
-from lotus_unlearn.metrics.rfgap import rf_gap_terms
+from lotus_unlearn.metrics.rfgap import rf_gap_of
 
 if TYPE_CHECKING:
     from lotus_unlearn.methods.base import Context
@@ -101,18 +101,7 @@ class RFGapScorer:
         p = {
             k: self._predict(model, d) for k, d in (("forget", self.forget), ("retain", self.retain), ("val", self.val))
         }
-        return rf_gap_terms(
-            forget_logits=p["forget"].logits,
-            forget_labels=p["forget"].labels,
-            retain_logits=p["retain"].logits,
-            retain_labels=p["retain"].labels,
-            unseen_logits=p["val"].logits,
-            unseen_labels=p["val"].labels,
-            original_retain_logits=self.original["retain"].logits,
-            original_unseen_logits=self.original["val"].logits,
-            retain_classes=self.retain_classes,
-            seed=self.seed,
-        )
+        return rf_gap_of(p, self.original, retain_classes=self.retain_classes, seed=self.seed)
 
 
 class RFGapSelector:
