@@ -50,17 +50,6 @@ class Forgotten:
 # --- inputs -----------------------------------------------------------------------------------------------------
 
 
-def check_output_file(out: str | Path) -> None:
-    """The folder of an output file must be creatable: no part of its path may be a file. (Output folders:
-    `outputs.check_output`.)"""
-    out = Path(out)
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"output path {out} cannot be created: {parent} is a file; choose another --out")
-            break
-
-
 def check_data_root(data_root: str | Path | None) -> None:
     """A data folder that does not exist is a typo, whatever the dataset: say so before loading anything."""
     if data_root is not None and not Path(data_root).is_dir():

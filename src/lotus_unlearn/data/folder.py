@@ -7,7 +7,7 @@
 
 Sample ids are positions in the sorted list of training files (relative paths), so they do not depend on the
 seed or on `per_class`. A held-out folder alone (ImageNet's val) is split 50/50 stratified and seeded into
-val/test like the other datasets; with both val/ and test/ each is used as given (MUFAC). Small datasets are
+val/test like the other datasets; with both val/ and test/ each is used as given. Small datasets are
 decoded into memory (a `TensorData`); large ones become an `ImageFiles`, which decodes each image when a batch
 needs it, so evaluating N images holds one batch of pixels at a time. Our own reader: torchvision is not used.
 
@@ -244,6 +244,18 @@ def _labelled_files(folder: Path, classes: list[str]) -> tuple[list[Path], list[
         raise UserError(f"{folder} holds no image files ({', '.join(EXTENSIONS)}); check the folder")
     # sorted file order over the whole folder, classes first (as the folder names sort)
     return paths, labels
+
+
+def release_folder(root: str | Path | None, dataset: str, marker: str, folders: Sequence[str], what: str) -> Path:
+    """The folder of a dataset release: ROOT itself or ROOT/<one of `folders`>, the first holding the file `marker`;
+    one line saying to pass `what` otherwise."""
+    if root is None:
+        raise UserError(f"the {dataset} dataset needs --data-root FOLDER holding {folders[0]}/ (or its {marker})")
+    root = Path(root)
+    for d in (root, *(root / f for f in folders)):
+        if (d / marker).is_file():
+            return d
+    raise UserError(f"{root} holds no {marker} (nor {folders[0]}/{marker}); pass {what}")
 
 
 @register_dataset("imagefolder")
