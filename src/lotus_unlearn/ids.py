@@ -57,7 +57,10 @@ def subset_of(
 
 
 def check_dataset(checkpoint: str | Path, recorded: Any, dataset: str) -> None:
-    """`dataset` must be the one the checkpoint records having been trained on (when it records one)."""
+    """`dataset` must be a known dataset, and the one the checkpoint records having been trained on (if any)."""
+    from lotus_unlearn.data.registry import check_dataset as known
+
+    known(dataset)
     if isinstance(recorded, str) and _key(recorded) != _key(dataset):
         raise UserError(f"checkpoint {checkpoint} was trained on {recorded}, not {dataset}; leave --dataset out")
 
