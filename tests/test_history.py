@@ -4,6 +4,7 @@ that disagree, hostile headers, and follow-up requests that never train on earli
 from __future__ import annotations
 
 import base64
+import io
 import json
 import shutil
 import zlib
@@ -20,6 +21,7 @@ from lotus_unlearn.cli import main
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.history import KEY, DeletionHistory, HistoryWarning, TrainSubset, decode_ids, encode_ids
 from lotus_unlearn.methods.base import Method
+from lotus_unlearn.report.verdict import verdict_lines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = {"width": 4, "hidden": 16}
@@ -174,8 +176,23 @@ def demo_out(tmp_path_factory) -> Path:
         "train": {"epochs": 1, "lr": 0.05, "batch_size": 64, "augment": False},
         "lotus": {"epochs": 1},
     }
-    run_demo(out, device="cpu", use_cache=False, console=Console(quiet=True), config=config)
+    text = io.StringIO()
+    run_demo(out, device="cpu", use_cache=False, console=Console(file=text, width=200), config=config)
+    (out.parent / "console.txt").write_text(text.getvalue())
     return out
+
+
+def test_the_demo_prints_the_verdict_and_what_to_try_next(demo_out: Path) -> None:
+    printed = (demo_out.parent / "console.txt").read_text().splitlines()
+    verdict = json.loads((demo_out / "report.json").read_text())["verdict"]
+    assert f"verdict: {verdict['status']}. {verdict['headline']}" in printed
+    assert [line for line in printed if line.startswith("  try: ")] == [f"  try: {h}" for h in verdict["next_steps"]]
+    failed = {"status": "not forgotten", "headline": "RF-JSD is high.", "next_steps": ["alpha=8", "another method"]}
+    assert verdict_lines(failed) == [
+        "verdict: not forgotten. RF-JSD is high.",
+        "  try: alpha=8",
+        "  try: another method",
+    ]
 
 
 def _follow_up(ckpt: Path, out: Path, *extra: str) -> list[str]:

@@ -400,9 +400,10 @@ def _echo(text: str) -> None:
 
 def _print_verdict(v: dict[str, Any]) -> None:
     """The verdict, its one-line reason and, when not forgotten, what to try next."""
-    console.print(f"verdict: {v['status']}. {v['headline']}", highlight=False, markup=False, soft_wrap=True)
-    for hint in v.get("next_steps") or []:
-        console.print(f"  try: {hint}", highlight=False, markup=False, soft_wrap=True)
+    from lotus_unlearn.report.verdict import verdict_lines
+
+    for line in verdict_lines(v):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_metrics(metrics: dict[str, Any], name: str) -> None:

@@ -11,6 +11,7 @@ from lotus_unlearn.metrics import reference_avg_gap
 from lotus_unlearn.outputs import check_output
 from lotus_unlearn.pipeline import ForgetRequest, prepare, train_cached
 from lotus_unlearn.report import rich_table
+from lotus_unlearn.report.verdict import verdict_lines
 from lotus_unlearn.request import forget
 
 # A small CNN on a 10k-sample subset, trained without augmentation long enough to memorise its training set
@@ -94,8 +95,8 @@ def run_demo(
         f"original memorisation: retain acc − test acc = {gap:+.4f}; "
         f"Avg Gap to gold: original {original_gap:.4f}, LoTUS {metrics['avg_gap']:.4f}"
     )
-    v = done.verdict
-    console.print(f"verdict: {v['status']}. {v['headline']}", highlight=False, markup=False)
+    for line in verdict_lines(done.verdict):  # as `unlearn` prints it, what to try next included
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {out}/" + ", ".join(f.name for f in done.files))
     return done.report
 

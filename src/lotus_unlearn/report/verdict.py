@@ -298,3 +298,8 @@ def verdict(
         "notes": notes,
         "caveat": CAVEAT,
     }
+
+
+def verdict_lines(v: dict[str, Any]) -> list[str]:
+    """The verdict as the console prints it: its status and one-line reason, then what to try next, if anything."""
+    return [f"verdict: {v['status']}. {v['headline']}", *(f"  try: {hint}" for hint in v.get("next_steps") or [])]
