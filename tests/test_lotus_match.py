@@ -98,3 +98,11 @@ def test_needs_a_validation_set(digits_original: nn.Module, digits_split: Pair) 
         lu.unlearn(digits_original, forget, retain, method="lotus_match", epochs=1, **FAST)
     with pytest.raises(UserError, match="match"):
         lu.unlearn(digits_original, forget, retain, forget, method="lotus_match", match="x", **FAST)
+
+
+def test_select_keeps_the_lowest_scored_epoch(digits: DatasetBundle, digits_original: nn.Module, digits_split: Pair):
+    forget, retain = digits_split
+    kw = {**FAST, "epochs": 3, "lr": 1e-3, "stop": False, "select": "rf_gap"}
+    result = lu.unlearn(digits_original, forget, retain, val=digits.val, method="lotus_match", **kw)
+    scores = [e["rf_gap"] for e in result.selection["scores"]]
+    assert len(scores) == 3 and result.selection["selected_epoch"] == scores.index(min(scores))

@@ -200,6 +200,14 @@ def train(
     seed: Seed = 0,
     device: Device = "auto",
     compile: Compile = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace a checkpoint already at --out; the earlier weights and sidecar are kept (never deleted) "
+            "beside it as NAME.prev-N.safetensors and NAME.prev-N.json.",
+        ),
+    ] = False,
 ) -> None:
     """Train an original model; with a forget option, retrain a gold model on the retain set only.
 
@@ -211,16 +219,18 @@ def train(
       torchrun --nproc-per-node 4 -m lotus_unlearn train --dataset cifar10 --data-root data --out m.safetensors
     """
     from lotus_unlearn import distributed
-    from lotus_unlearn.checkpoint import load_pretrained, load_state_dict, save_checkpoint
+    from lotus_unlearn.checkpoint import load_pretrained, load_state_dict, save_checkpoint, sidecar_path
     from lotus_unlearn.data import load_dataset
     from lotus_unlearn.history import DeletionHistory, TrainSubset
     from lotus_unlearn.ids import dataset_listing
+    from lotus_unlearn.outputs import check_output_file, keep_previous
     from lotus_unlearn.pipeline import model_for, training_record
-    from lotus_unlearn.request import check_data_root, check_output_file, forget_request
+    from lotus_unlearn.request import check_data_root, forget_request
     from lotus_unlearn.train import train_model
 
     check_data_root(data_root)
-    check_output_file(out)
+    files = [out, sidecar_path(out)]
+    check_output_file(files, overwrite)
     data_args = parse_pairs(data_arg, "--data-arg")
     bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **data_args)
     data, role, split = bundle.train, "original", None
@@ -262,7 +272,11 @@ def train(
         "train_subset": TrainSubset.of(bundle.name, train_ids, train_size, seed),
     }
     if distributed.is_main():  # in a torchrun job every rank holds the same model; rank 0 writes it
+        check_output_file(files, overwrite)  # again: another command may have written --out meanwhile
+        kept = keep_previous(files)
         save_checkpoint(result.model, out, meta, **record)
+        if kept:
+            console.print(f"the earlier checkpoint is kept as {kept[0]}")
     console.print(f"trained {role} {model} on {len(data)} samples in {result.seconds:.1f} s -> {out}")
 
 
@@ -349,19 +363,35 @@ def unlearn_cmd(
         overwrite=overwrite,
         tune=tune,
         tune_budget=tune_budget,
-        model=model,
-        model_args=parse_pairs(model_arg, "--model-arg"),
-        train_size=train_size,
-        data_root=data_root,
-        data_args=parse_pairs(data_arg, "--data-arg") if data_arg else None,
-        seed=seed,
-        device=device,
+        **_load_options(model, model_arg, train_size, data_root, data_arg, seed, device),
         echo=_echo,
     )
     _print_metrics(done.metrics, method)
     _print_verdict(done.verdict)
     if done.files:
         console.print(f"wrote {out}/" + ", ".join(f.name for f in done.files))
+
+
+def _load_options(
+    model: str | None,
+    model_arg: list[str] | None,
+    train_size: int | None,
+    data_root: str | None,
+    data_arg: list[str] | None,
+    seed: int,
+    device: str,
+) -> dict[str, Any]:
+    """How `unlearn` and `evaluate` load a checkpoint and its data, as `lu.forget` / `lu.audit` keywords (no
+    --data-arg: the checkpoint's data options)."""
+    return {
+        "model": model,
+        "model_args": parse_pairs(model_arg, "--model-arg"),
+        "train_size": train_size,
+        "data_root": data_root,
+        "data_args": parse_pairs(data_arg, "--data-arg") if data_arg else None,
+        "seed": seed,
+        "device": device,
+    }
 
 
 def _echo(text: str) -> None:
@@ -438,13 +468,7 @@ def evaluate_cmd(
         allow_mismatched_gold=allow_mismatched_gold,
         out=out,
         overwrite=overwrite,
-        model=model_name,
-        model_args=parse_pairs(model_arg, "--model-arg"),
-        train_size=train_size,
-        data_root=data_root,
-        data_args=parse_pairs(data_arg, "--data-arg") if data_arg else None,
-        seed=seed,
-        device=device,
+        **_load_options(model_name, model_arg, train_size, data_root, data_arg, seed, device),
     )
     if as_json:
         if is_main():  # in a torchrun job every rank has the same metrics; rank 0 prints them

@@ -50,17 +50,6 @@ class Forgotten:
 # --- inputs -----------------------------------------------------------------------------------------------------
 
 
-def check_output_file(out: str | Path) -> None:
-    """The folder of an output file must be creatable: no part of its path may be a file. (Output folders:
-    `outputs.check_output`.)"""
-    out = Path(out)
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"output path {out} cannot be created: {parent} is a file; choose another --out")
-            break
-
-
 def check_data_root(data_root: str | Path | None) -> None:
     """A data folder that does not exist is a typo, whatever the dataset: say so before loading anything."""
     if data_root is not None and not Path(data_root).is_dir():
@@ -600,7 +589,7 @@ def _load_request(
         raise UserError(f"checkpoint {path} does not exist; pass the path of a .safetensors or .pt file")
     meta = read_meta(path) if path is not None else {}
     if dataset is None:
-        dataset = meta.get("dataset")
+        dataset = meta.get("dataset") or _recorded_dataset(path)
         if not dataset:
             raise UserError("say which dataset the model was trained on: pass dataset= (--dataset)")
     exp, record, args = experiment(
@@ -619,6 +608,14 @@ def _load_request(
         check_fits(net, exp.bundle, "model")
     name = exp.bundle.name if isinstance(dataset, DatasetBundle) else str(dataset)
     return _Request(net, meta, record, path, without(exp, record.history.forgotten_ids), name, args)
+
+
+def _recorded_dataset(path: Path | None) -> str | None:
+    """The dataset a weights file's own header records (a bare copy without its sidecar still knows it)."""
+    from lotus_unlearn.checkpoint import read_record
+
+    subset = None if path is None else read_record(path).train_subset
+    return None if subset is None else subset.dataset
 
 
 def write_outputs(

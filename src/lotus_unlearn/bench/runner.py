@@ -29,6 +29,7 @@ from lotus_unlearn.errors import UserError
 from lotus_unlearn.utils import config_hash
 
 Printer = Callable[[str], None]
+TUNED = "tuned"  # the method name of a row made by `lu.tune` (hparams: its arguments); its search table is kept
 DIAGNOSTIC_KEYS = (
     "sizes",
     "entropy_bins",
@@ -388,7 +389,7 @@ class GroupContext:
 
         extra: dict[str, Any] = {}
         seconds: float | None
-        selection = None
+        selection = tuning = None
         if v.method == "original":
             model = self.original
             seconds = None if self.o_meta.get("seconds") is None else float(self.o_meta["seconds"])
@@ -400,9 +401,17 @@ class GroupContext:
             extra["epochs_run"] = self.g_meta.get("epochs_run")
         else:
             hp = {"seed": self.group.seed, "device": self.cfg.device, **v.hparams}
-            # the same call as lu.unlearn and lu.forget: the method's per-kind defaults apply alike
-            result = unlearn(self.original, self.exp.forget, self.exp.retain, self.exp.bundle.val, v.method, **hp)
-            model, seconds = result.model, result.seconds
+            data = (self.original, self.exp.forget, self.exp.retain, self.exp.bundle.val)
+            if v.method == TUNED:  # lu.tune's pick (benchmarks/bench_tuned.py); seconds: the whole search
+                from lotus_unlearn.tune import tune
+
+                result = tune(*data, **hp)
+                tuning = result.tuning
+                seconds = float(tuning["seconds"])
+            else:  # the same call as lu.unlearn and lu.forget: the method's per-kind defaults apply alike
+                result = unlearn(*data, v.method, **hp)
+                seconds = result.seconds
+            model = result.model
             extra["epochs_run"] = result.epochs_run
             if result.selection is not None:  # select=rf_gap: the kept epoch (its scores go to diagnostics)
                 extra["selected_epoch"] = result.selection["selected_epoch"]
@@ -423,6 +432,7 @@ class GroupContext:
             "diagnostics": {
                 **{k: diag[k] for k in DIAGNOSTIC_KEYS if k in diag},
                 **({"selection": selection} if selection is not None else {}),
+                **({"tuning": tuning} if tuning is not None else {}),
             },
             "seconds": seconds,
             "eval_seconds": time.perf_counter() - t0,

@@ -112,6 +112,7 @@ def _writers() -> dict[str, Callable[[Path, int], Path]]:
         "imagefolder": lambda root, seed: syn.write_imagenet(
             root, classes=10, train_per_class=30, val_per_class=10, size=48, seed=seed
         ),
+        "mnist-5k": lambda root, seed: syn.write_mnist5k(root, per_class=30, seed=seed),
         "fashion-mnist": lambda root, seed: syn.write_fashion_mnist(
             root, train_per_class=30, test_per_class=10, seed=seed
         ),

@@ -20,6 +20,8 @@ NAMES = {
     "original": "Original",
     "retrain": "Retrain (gold)",
     "lotus": "LoTUS",
+    "lotus_match": "LoTUS-M",
+    "tuned": "Tuned",
     "finetune": "Finetune",
     "neggrad": "NegGrad",
     "neggrad_plus": "NegGrad+",

@@ -246,6 +246,18 @@ def _labelled_files(folder: Path, classes: list[str]) -> tuple[list[Path], list[
     return paths, labels
 
 
+def release_folder(root: str | Path | None, dataset: str, marker: str, folders: Sequence[str], what: str) -> Path:
+    """The folder of a dataset release: ROOT itself or ROOT/<one of `folders`>, the first holding the file `marker`;
+    one line saying to pass `what` otherwise."""
+    if root is None:
+        raise UserError(f"the {dataset} dataset needs --data-root FOLDER holding {folders[0]}/ (or its {marker})")
+    root = Path(root)
+    for d in (root, *(root / f for f in folders)):
+        if (d / marker).is_file():
+            return d
+    raise UserError(f"{root} holds no {marker} (nor {folders[0]}/{marker}); pass {what}")
+
+
 @register_dataset("imagefolder")
 def imagefolder(
     root: str | Path | None = None,

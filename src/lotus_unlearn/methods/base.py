@@ -124,7 +124,7 @@ class Config:
     channels_last: bool | None = None  # None: NHWC weights for conv models (faster on CPU and CUDA)
     compile: bool = False  # torch.compile the model (and the frozen original) in place
     select: str | None = None  # "rf_gap": score RF-Gap on validation data after each epoch, return the best epoch
-    select_rows: int = 512  # rows of D_f, D_r and D_val that `select` scores (seeded subsets)
+    select_rows: int = 512  # rows of D_f, D_r and D_val that `select` scores (seeded subsets; LoTUS: all of D_f)
 
     constraints: ClassVar[dict[str, Constraint]] = {
         "epochs": NON_NEGATIVE,
@@ -323,6 +323,7 @@ class Method:
     # runs data-parallel under torchrun: every rank takes the same control-flow decisions (docs/scaling.md)
     data_parallel: ClassVar[bool] = True
     runs_epochs: ClassVar[bool] = True  # False for one-shot methods: `select` has no epoch to choose from
+    forget_pass_each_epoch: ClassVar[bool] = False  # True: `select` scores all of D_f (the method reuses the pass)
     # defaults per kind of request ("instance" / "class"), applied under the values the caller gives
     kind_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     kind_note: ClassVar[str] = ""  # for `lotus-unlearn methods`, where the per-kind defaults depend on a setting
@@ -370,7 +371,7 @@ class Method:
         start = time.perf_counter()
         ctx = make_context(model, forget, retain, val, cfg, label=self.name)
         if getattr(cfg, "select", None) is not None:
-            ctx.selector = RFGapSelector(ctx)
+            ctx.selector = RFGapSelector(ctx, whole_forget=self.forget_pass_each_epoch)
         epochs = self.run(ctx)
         selection = ctx.selector.finish(ctx) if ctx.selector is not None else None
         ctx.model.eval()

@@ -114,6 +114,7 @@ class Lotus(Method):
     summary = "Gumbel-softmax distillation from the frozen original with an accuracy-driven temperature"
     citation = "Spartalis et al., LoTUS: Large-Scale Machine Unlearning with a Taste of Uncertainty, CVPR 2025"
     Config = LotusConfig
+    forget_pass_each_epoch = True  # the forget-accuracy check
     notes = "paper: alpha 8 (ResNet18 CIFAR-10), 2 (CIFAR-100, ViT), 32 class-wise; AdamW 1e-4, 10 epochs"
     # class-wise the target is no knowledge of the class: a_ref = 0 keeps the temperature high until forget
     # accuracy reaches 0, and a larger alpha makes it rise faster (the paper's class-wise setting)

@@ -33,7 +33,7 @@ from lotus_unlearn.metrics.mia import (
     mia_holdout_from_scores,
 )
 from lotus_unlearn.metrics.predict import PredictionCache, Predictions, data_fingerprint, model_fingerprint
-from lotus_unlearn.metrics.rfgap import rf_gap_terms
+from lotus_unlearn.metrics.rfgap import rf_gap_of
 from lotus_unlearn.metrics.summary import avg_gap
 
 SPLITS = ("forget", "retain", "test", "val")
@@ -316,18 +316,7 @@ def _add_rf_gap(
     retain_classes = torch.unique(preds["retain"].labels)
 
     def terms(p: Mapping[str, Predictions]) -> dict[str, float]:
-        return rf_gap_terms(
-            forget_logits=p["forget"].logits,
-            forget_labels=p["forget"].labels,
-            retain_logits=p["retain"].logits,
-            retain_labels=p["retain"].labels,
-            unseen_logits=p[unseen].logits,
-            unseen_labels=p[unseen].labels,
-            original_retain_logits=po["retain"].logits,
-            original_unseen_logits=po[unseen].logits,
-            retain_classes=retain_classes,
-            seed=seed,
-        )
+        return rf_gap_of(p, po, unseen=unseen, retain_classes=retain_classes, seed=seed)
 
     diag["rf_gap_unseen"] = unseen
     try:

@@ -35,6 +35,7 @@ ROWS = [
     ("test acc", "acc_test", "{:.4f}"),
     ("MIA", "mia", "{:.4f}"),
     ("RF-JSD", "rf_jsd", "{:.5f}"),
+    ("RF-Gap", "rf_gap", "{:.4f}"),
 ]
 
 # The full table of the report: (label, where, key, format, help). where: "m" = metrics[prefix + key];
