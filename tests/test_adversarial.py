@@ -469,6 +469,8 @@ CASES = [
     Case("bench YAML not UTF-8", bench(None, raw=b"\xff\xfe\x00\x01"), r"not readable YAML text|not valid YAML"),
     Case("bench YAML Python object", bench(None, raw="datasets: !!python/object/apply:os.system [echo]\n"), r"not valid YAML"),
     Case("bench --jobs 0", bench({}, "--jobs", "0"), r"--jobs must be at least 1"),
+    Case("bench --smoke --results a file", lambda e: [*bench({})(e), "--smoke", "--results", str(e.write("results.txt", "x"))], r"cannot use .* as the smoke folder"),
+    Case("bench --smoke --results under a file", lambda e: [*bench({})(e), "--smoke", "--results", str(e.write("r.txt", "x") / "sub")], r"cannot use .* as the smoke folder"),
     # the Python API
     Case("api retain is forget", call(lambda a: lu.unlearn(a.model, a.forget, a.forget, a.bundle.val)), r"forget and retain sets are the same"),
     Case("api retain overlaps forget", call(lambda a: lu.unlearn(a.model, a.forget, a.bundle.train, a.bundle.val)), r"shares \d+ sample id\(s\) with the forget set"),

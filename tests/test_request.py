@@ -219,5 +219,29 @@ def test_forget_a_model_object_on_a_loaded_dataset_by_ids(digits, digits_origina
     assert req["checkpoint"] is None and req["dataset"] == "digits" and req["forget_kind"] == "instance"
     assert done.report["deletion_record"]["forgotten_ids"] == sorted(ids)
     assert done.verdict["status"] in ("forgotten", "not forgotten", "nothing to forget")
-    with pytest.raises(lu.UserError, match="exactly one of"):
+    with pytest.raises(lu.UserError, match="in Python: ids=, classes=, fraction="):
         lu.forget(digits_original, dataset=digits, ids=ids, fraction=0.1)
+
+
+def test_write_report_into_a_run_folder_keeps_it_whole(trained, tmp_path) -> None:
+    """`lu.write_report` into a run's output folder publishes a new generation (the model and split kept, the folder
+    whole, the earlier generation kept) instead of editing the published one under its manifest."""
+    from lotus_unlearn.outputs import generations_dir, verify_output
+    from lotus_unlearn.report import load_report
+
+    out = tmp_path / "run"
+    assert main(unlearn_args(trained, out, "--forget-class", "3")) == 0
+    report = load_report(out)
+    lu.write_report({**report, "created": "2027-01-01T00:00:00+00:00"}, out)
+    verify_output(out)  # one line (UserError) if a file no longer matches the manifest
+    assert load_report(out)["created"] == "2027-01-01T00:00:00+00:00" and (out / "model.safetensors").is_file()
+    assert len(list(generations_dir(out).iterdir())) == 2
+    follow_up = ["unlearn", "--checkpoint", str(out / "model.safetensors"), "--dataset", "digits", "--device", "cpu",
+                 "--hparam", "epochs=1", "--forget-class", "5", "--out", str(tmp_path / "next")]  # fmt: skip
+    assert main(follow_up) == 0  # the folder still reads as whole
+
+
+def test_write_report_refuses_what_is_not_a_report(tmp_path) -> None:
+    with pytest.raises(lu.UserError, match="the report is not a lotus-unlearn report"):
+        lu.write_report({"x": 1}, tmp_path / "x")
+    assert not (tmp_path / "x").exists()

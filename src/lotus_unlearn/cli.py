@@ -570,17 +570,12 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Output folder of `lotus
 
     Example: lotus-unlearn report runs/demo
     """
-    from lotus_unlearn.outputs import new_generation, verify_output
+    from lotus_unlearn.outputs import verify_output
     from lotus_unlearn.report import load_report, write_report
 
     folder = run_dir.parent if run_dir.name == "report.json" else run_dir
     verify_output(folder)
-    report_dict = load_report(folder)
-    if folder.is_symlink():  # an output folder of generations: the re-rendered report is a new generation
-        with new_generation(folder, overwrite=True, base=folder) as gen:
-            write_report(report_dict, gen.path)
-    else:
-        write_report(report_dict, folder)
+    write_report(load_report(folder), folder)  # an output folder of generations: as a new generation
     console.print(f"re-rendered {folder}/report.md and report.html from report.json")
 
 

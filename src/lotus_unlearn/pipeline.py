@@ -54,7 +54,8 @@ class ForgetRequest:
             return first_split(bundle.train, self.first)
         if given != 1 or (self.ids_file is not None and self.ids is not None):
             raise UserError(
-                "say what to forget with exactly one of --forget IDS_FILE, --forget-class, --forget-fraction"
+                "say what to forget with exactly one of --forget IDS_FILE, --forget-class, --forget-fraction "
+                "(in Python: ids=, classes=, fraction=)"
             )
         if self.ids is not None:
             return ids_split(bundle.train, list(self.ids), self.listing)

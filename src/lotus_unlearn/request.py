@@ -149,7 +149,7 @@ def experiment(
     options unless given) and split it by `request` (a ForgetRequest or a saved Split). Returns (experiment, the
     checkpoint's record with the training subset loaded, data_args)."""
     from lotus_unlearn.checkpoint import read_meta, read_record
-    from lotus_unlearn.ids import listing_command, subset_of, verify_subset
+    from lotus_unlearn.ids import check_dataset, listing_command, subset_of, verify_subset
     from lotus_unlearn.outputs import verify_checkpoint_folder
     from lotus_unlearn.pipeline import prepare
 
@@ -167,6 +167,7 @@ def experiment(
             raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
         verify_checkpoint_folder(checkpoint)
         record, meta = read_record(checkpoint), read_meta(checkpoint)
+        check_dataset(checkpoint, record.train_subset.dataset if record.train_subset else meta.get("dataset"), dataset)
         size, subset_seed = subset_of(checkpoint, record, meta, train_size)
         if isinstance(request, ForgetRequest):
             request.listing = listing_command(checkpoint)

@@ -187,7 +187,12 @@ def run_smoke(
     results = folder / "results.sqlite"
     if results.exists() and not (folder / ".smoke").exists():
         raise UserError(f"{folder} holds results that are not a smoke run's; pass another smoke folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file, or a path under one: one line, nothing written
+        raise UserError(
+            f"cannot use {folder} as the smoke folder ({exc.strerror}); pass a folder with --results"
+        ) from None
     (folder / ".smoke").write_text("a `lotus-unlearn bench run --smoke` folder: generated data and toy results\n")
     raw = smoke_raw(cfg, write_data(cfg, folder / "data"))
     originals = write_originals(parse_config(raw, path=cfg.path), folder)

@@ -405,8 +405,17 @@ def render_html(report: dict[str, Any]) -> str:
 
 def write_report(report: dict[str, Any], out: str | Path) -> list[Path]:
     """Write report.json, report.md and report.html into `out`, each atomically. Everything is rendered before the
-    first file is written, so a rendering error leaves the previous files untouched."""
+    first file is written, so a rendering error leaves the previous files untouched. Into the output folder of a
+    run (a link to its generations) the report is published as a new generation beside the run's other files, so
+    the folder stays whole and the earlier generation is kept."""
+    from lotus_unlearn.outputs import new_generation
+
+    _check_report(report, "the report")
     out = Path(out)
+    if out.is_symlink():
+        with new_generation(out, overwrite=True, base=out) as gen:
+            written = write_report(report, gen.path)
+        return [out / p.name for p in written]
     texts = {
         "report.json": json.dumps(report, indent=2, default=_json_default) + "\n",
         "report.md": render_markdown(report),
@@ -428,10 +437,15 @@ def load_report(run_dir: str | Path) -> dict[str, Any]:
         report = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid JSON ({exc}); re-run the unlearning to write it again") from exc
+    _check_report(report, str(path))
+    return report
+
+
+def _check_report(report: Any, source: str) -> None:
+    """One line unless `report` is a report dict (as `unlearn`, `evaluate` and `lu.audit` build them)."""
     missing = [
         k for k in ("request", "method", "weights", "metrics") if not isinstance(report, dict) or k not in report
     ]
     if missing or not str(report.get("format", "")).startswith("lotus-unlearn-report/"):
         what = f"lacks {', '.join(missing)}" if missing else "has no lotus-unlearn-report format tag"
-        raise UserError(f"{path} is not a lotus-unlearn report ({what}); pass the output folder of `unlearn`")
-    return report
+        raise UserError(f"{source} is not a lotus-unlearn report ({what}); pass the output folder of `unlearn`")
