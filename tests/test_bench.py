@@ -557,3 +557,16 @@ def csv_reader(text):
     import io
 
     return csv.DictReader(io.StringIO(text))
+
+
+def test_cli_missing_original_weights_exit_2_with_one_line(tmp_path, capsys):
+    import yaml
+
+    from lotus_unlearn.cli import main
+
+    cfg = tmp_path / "rf.yaml"
+    cfg.write_text(yaml.safe_dump(_rf_config(tmp_path / "absent.safetensors")))
+    assert main(["bench", "run", str(cfg), "--results", str(tmp_path / "r.sqlite")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "original weights" in err[0] and "absent.safetensors do not exist" in err[0]
+    assert main(["bench", "run", str(cfg), "--smoke", "--cell", "x"]) == 2  # --smoke runs the whole config

@@ -4,6 +4,7 @@ cell, and `bench report` gives the paper's table. About a minute or two on a lap
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import sqlite3
@@ -74,11 +75,15 @@ def test_quick_config_end_to_end_with_kill_and_resume(tmp_path):
     md = (out / "results.md").read_text()
     table = [line for line in md.split("## ")[1].splitlines() if line.startswith("|")]
     assert len(table) == 2 + 4  # header, separator, Original, Retrain, LoTUS, Finetune
-    assert all(line.count("|") == 11 for line in table)  # method + 9 columns
+    assert all(line.count("|") == 12 for line in table)  # method + 10 columns
     assert [line.split("|")[1].strip() for line in table[2:]] == ["Original", "Retrain (gold)", "LoTUS", "Finetune"]
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["method"] for r in rows] == ["original", "retrain", "lotus", "finetune"]
     assert float(rows[1]["avg_gap_mean"]) == 0.0
     assert "### LoTUS alpha sweep" in md and "Pearson" in md
+    assert "## RF-Gap against Avg Gap" in md and "| **pooled** | 6 |" in md  # one point per cell
+    with sqlite3.connect(db) as conn:  # finetune runs with select=rf_gap: the kept epoch is recorded
+        (metrics,) = conn.execute("select metrics from results where method = 'finetune'").fetchone()
+    assert json.loads(metrics)["selected_epoch"] in (0.0, 1.0)
     assert sorted(p.name for p in out.glob("*.png"))

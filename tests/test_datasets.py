@@ -237,3 +237,13 @@ def test_replicate_padding_crops_edge_pixels() -> None:
     padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
     windows = [padded[..., i : i + 4, j : j + 4] for i in range(5) for j in range(5)]
     assert any(torch.equal(out, w) for w in windows)
+
+
+def test_mnist5k_reads_a_generated_file_in_its_own_layout(tmp_path):
+    from lotus_unlearn.data.synthetic import write_mnist5k
+
+    root = write_mnist5k(tmp_path, per_class=10, seed=1)
+    bundle = load_dataset("mnist-5k", root=root)
+    sizes = (len(bundle.train), len(bundle.val), len(bundle.test))
+    assert sum(sizes) == 100 and bundle.train.images.shape[1:] == (1, 28, 28)
+    assert sorted(set(bundle.train.labels.tolist())) == list(range(10))

@@ -112,6 +112,14 @@ def test_ids_bad_input_is_one_line(ckpt: Path, capsys, args: list[str], fragment
     assert fragment in one_error_line(capsys)
 
 
+def test_unlearn_on_another_dataset_names_the_recorded_one(ckpt: Path, tmp_path: Path, capsys) -> None:
+    args = unlearn(ckpt, tmp_path / "out", "--forget-class", "3")
+    args[args.index("digits")] = "mnist-5k"
+    assert main(args) == 2
+    assert f"checkpoint {ckpt} was trained on digits, not mnist-5k" in one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
 def test_ids_needs_a_checkpoint_or_a_dataset(capsys) -> None:
     assert main(["ids"]) == 2
     assert "--checkpoint PATH, or --dataset NAME" in one_error_line(capsys)

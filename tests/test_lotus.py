@@ -1,4 +1,4 @@
-"""LoTUS against the spec (§1.2, §6 items 1-3): temperature, stop rule, Gumbel targets and run behaviour."""
+"""LoTUS as docs/methods.md describes it: temperature, stop rule, Gumbel targets and run behaviour."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_temperature_is_exp_alpha_d(d: float, alpha: float) -> None:
 def test_temperature_is_one_at_reference_and_above_one_above_it() -> None:
     assert temperature(0.0, 8.0) == 1.0
     assert temperature(0.02, 8.0) > 1.0
-    assert temperature(-0.005, 8.0) < 1.0  # the unrounded -0.01 < d < 0 case sharpens (spec §1.2)
+    assert temperature(-0.005, 8.0) < 1.0  # the unrounded -0.01 < d < 0 case sharpens
 
 
 def test_stop_rule_with_tolerance() -> None:

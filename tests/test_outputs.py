@@ -278,3 +278,31 @@ def test_python_readers_check_the_manifest(tmp_path: Path) -> None:
     for read in (lambda p: load_checkpoint(p, torch.nn.Linear(3, 2)), read_record):
         with pytest.raises(UserError, match=r"report\.json does not match"):
             read(out / "model.safetensors")
+
+
+def test_train_keeps_an_existing_checkpoint(ckpt: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "m.safetensors"
+    weights, sidecar = ckpt.read_bytes(), ckpt.with_suffix(".json").read_bytes()
+    out.write_bytes(weights)
+    out.with_suffix(".json").write_bytes(sidecar)
+    train = ["train", "--dataset", "digits", "--model-arg", "width=4", "--model-arg", "hidden=16", "--train-size",
+             "300", "--epochs", "1", "--seed", "1", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    capsys.readouterr()
+    assert main(train) == 2
+    line = last_line(capsys)
+    assert "m.safetensors already exists; pass --overwrite (the earlier file is kept as" in line
+    assert "m.prev-1.safetensors) or choose another --out" in line
+    assert out.read_bytes() == weights and sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
+    out.unlink()  # a sidecar alone is a checkpoint too: refused the same way
+    assert main(train) == 2
+    assert "m.json already exists; pass --overwrite (the earlier file is kept as" in (line := last_line(capsys))
+    assert "m.prev-1.json) or choose another --out" in line
+    out.write_bytes(weights)
+    for n in (1, 2):
+        assert main([*train, "--overwrite"]) == 0
+        said = "".join(capsys.readouterr().out.split())  # the console wraps long paths
+        assert f"keptas{tmp_path / f'm.prev-{n}.safetensors'}" in said
+    assert (tmp_path / "m.prev-1.safetensors").read_bytes() == weights  # the first checkpoint, both files
+    assert (tmp_path / "m.prev-1.json").read_bytes() == sidecar
+    assert json.loads((tmp_path / "m.prev-2.json").read_text())["seed"] == 1
+    assert main(unlearn(tmp_path / "m.prev-1.safetensors", tmp_path / "req")) == 0  # a kept checkpoint still loads

@@ -143,3 +143,42 @@ def test_num_classes_from_per_class_or_entropy_bins() -> None:
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="forget_kind"):
         verdict(metrics(), "sample")
+
+
+def test_nothing_to_forget_when_the_original_already_passed() -> None:
+    before = {"original_rf_jsd": 0.004, "original_mia": 0.49, "diagnostics": {"original_mia_test_rate": 0.48}}
+    v = verdict(metrics(**before), "instance")
+    assert v["status"] == "nothing to forget" and v["next_steps"] == []
+    assert "already passed the same checks" in v["headline"]
+    # the original inside the noise floor but still standing out to the attack: there was something to forget
+    assert verdict(metrics(original_rf_jsd=0.004, diagnostics={"original_mia_test_rate": 0.48}))["status"] == (
+        "forgotten"
+    )
+    # the original already passed but the unlearned model now stands out: not forgotten, never "nothing to forget"
+    assert verdict(metrics(**{**before, "mia": 0.2}), "instance")["status"] == "not forgotten"
+
+
+@pytest.mark.parametrize(
+    ("change", "method", "hint"),
+    [
+        ({"rf_jsd": 0.02}, "lotus", "a larger alpha"),
+        ({"rf_jsd": 0.02}, "finetune", "more epochs or a larger lr"),
+        ({"mia": 0.9}, "lotus", "still calls the forget set members more often"),
+        ({"mia": 0.1}, "lotus", "a weaker setting"),
+    ],
+)
+def test_not_forgotten_says_what_to_try_next(change: dict, method: str, hint: str) -> None:
+    v = verdict(metrics(**change), "instance", method=method)
+    assert v["status"] == "not forgotten"
+    assert any(hint in step for step in v["next_steps"]) and "another method" in v["next_steps"][-1]
+
+
+def test_verdict_of_a_whole_report_reads_its_kind_size_and_method() -> None:
+    report = {
+        "request": {"forget_kind": "class", "forget_size": 100},
+        "method": {"name": "lotus"},
+        "metrics": metrics(acc_forget=0.5),
+    }
+    v = verdict(report)
+    assert v["status"] == "not forgotten" and by_name(v, "forget accuracy vs chance")["result"] == "fail"
+    assert "more epochs, or the class-wise setting a_ref=0 alpha=32" in v["next_steps"][0]

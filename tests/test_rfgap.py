@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from lotus_unlearn.errors import UserError
+from lotus_unlearn.metrics import Predictions as P
 from lotus_unlearn.metrics import rf_gap, rf_gap_terms, unseen_accuracy, val_halves
+from lotus_unlearn.metrics.rfgap import rf_gap_of
 
 SURE_0, SURE_1, UNSURE = [10.0, 0.0], [0.0, 10.0], [0.0, 0.0]  # entropy ~5e-4, ~5e-4, ln 2; UNSURE predicts 0
 
@@ -67,6 +69,10 @@ def test_rf_gap_terms_by_hand():
     }
     expected["rf_gap"] = (0.75 + 0.125 + 0.25 + 0.25) / 4
     assert terms == pytest.approx(expected)
+    # the same numbers from per-split predictions, with the unseen data under any split name
+    model = {"forget": P(forget, forget_labels), "retain": P(retain, retain_labels), "test": P(unseen, unseen_labels)}
+    original = {"retain": P(o_retain, retain_labels), "test": P(o_unseen, unseen_labels)}
+    assert rf_gap_of(model, original, unseen="test") == pytest.approx(expected)
 
 
 def test_the_attack_is_scored_on_the_half_it_was_not_fitted_on():

@@ -26,12 +26,12 @@ def test_the_lowest_logged_score_wins_and_its_weights_come_back(digits, digits_s
     forget, retain = digits_split
     before = copy.deepcopy(digits_original)
     fixed = iter([0.3, 0.1, 0.2])  # epoch 1 is the best: neither the first nor the last
-    real = select_mod.rf_gap_terms
+    real = select_mod.rf_gap_of
 
-    def scripted(**kw: Any) -> dict[str, float]:
-        return {**real(**kw), "rf_gap": next(fixed)}
+    def scripted(*args: Any, **kw: Any) -> dict[str, float]:
+        return {**real(*args, **kw), "rf_gap": next(fixed)}
 
-    monkeypatch.setattr(select_mod, "rf_gap_terms", scripted)
+    monkeypatch.setattr(select_mod, "rf_gap_of", scripted)
     result = lu.unlearn(
         digits_original, forget, retain, digits.val, method="finetune", epochs=3, select="rf_gap", **FAST
     )
@@ -67,9 +67,11 @@ def test_lotus_takes_forget_accuracy_from_the_selection_pass(digits, digits_spli
     calls: list[int] = []
     measure = lotus_mod.accuracy
     monkeypatch.setattr(lotus_mod, "accuracy", lambda ctx, m, d: calls.append(len(d)) or measure(ctx, m, d))
-    kw = {**FAST, "lr": 1e-3, "epochs": 3, "a_ref": 0.0, "round_acc": None}
+    kw = {**FAST, "lr": 1e-3, "epochs": 3, "a_ref": 0.0, "round_acc": None, "select_rows": 16}
     result = lu.unlearn(digits_original, forget, retain, digits.val, method="lotus", select="rf_gap", **kw)
     assert calls == []  # epoch 0 reads the teacher cache, epochs 1 and 2 the selector's pass over the whole D_f
+    # LoTUS passes over D_f every epoch anyway: all of it is scored, whatever select_rows; the others are capped
+    assert result.selection["rows"] == {"forget": len(forget), "retain": 16, "val": 20}  # val: 2 per class
     logged = [e["acc_forget"] for e in result.log[1:]]
     assert logged == [e["acc_forget"] for e in result.selection["scores"][: len(logged)]]
 

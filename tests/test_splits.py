@@ -1,4 +1,4 @@
-"""Forget / retain splits (spec §3.1): per-class instance splits, class splits, user id lists, files."""
+"""Forget / retain splits: per-class instance splits, class splits, user id lists, files."""
 
 from __future__ import annotations
 

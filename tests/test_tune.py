@@ -26,6 +26,8 @@ def test_candidates_follow_the_space_and_the_budget():
         ("lotus", {"alpha": 8.0, "lr": 1e-4}),
         ("lotus", {"alpha": 8.0, "lr": 3e-4}),
     ]
+    # class-wise, LoTUS's own defaults fix alpha (32) and a_ref: only lr is searched
+    assert candidates(["lotus"], 4, {}, None, "class") == [("lotus", {"lr": 1e-4}), ("lotus", {"lr": 3e-4})]
     # a setting fixed by the caller is not searched; duplicates are dropped
     assert candidates(["lotus"], 8, {"alpha": 32.0}, None) == [("lotus", {"lr": 1e-4}), ("lotus", {"lr": 3e-4})]
     # other methods: their lr x 1, 3, 1/3, 10 (finetune's default lr is 1e-3)

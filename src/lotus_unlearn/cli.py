@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-import time
 import traceback
 import warnings
 from pathlib import Path
@@ -17,9 +17,7 @@ from lotus_unlearn.errors import LotusWarning, UnlearningFailed, UserError
 from lotus_unlearn.utils import tune_cpu_allocator
 
 if TYPE_CHECKING:
-    import torch.nn as nn
-
-    from lotus_unlearn.data import DatasetBundle
+    pass
 
 app = typer.Typer(
     add_completion=False,
@@ -30,7 +28,7 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
-STATE = {"debug": False}
+STATE: dict[str, Any] = {"debug": False, "kept": None}  # kept: what an interrupted command leaves behind
 
 ForgetIds = Annotated[str | None, typer.Option("--forget", help="File with one training sample id per line.")]
 ForgetClass = Annotated[
@@ -41,8 +39,37 @@ SplitMode = Annotated[str, typer.Option("--split-mode", help="random (seeded) or
 Dataset = Annotated[
     str, typer.Option("--dataset", help="Dataset name: fashion-mnist, digits, cifar10, cifar100, imagefolder.")
 ]
+RequestKind = Annotated[
+    str | None,
+    typer.Option(
+        "--kind",
+        help="Kind of request, for the method's per-kind defaults (LoTUS class-wise: a_ref=0, alpha=32): instance "
+        "or class (default: class when no retain sample has a forgotten class).",
+    ),
+]
+Gold = Annotated[
+    Path | None,
+    typer.Option(
+        help="The model retrained without the forget set, for JSD and Avg Gap; its sidecar must name this request's "
+        "forget set, dataset, train size and seed."
+    ),
+]
+AllowMismatchedGold = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mismatched-gold",
+        help="Accept a gold model whose sidecar names another forget set, dataset, train size or seed (recorded in "
+        "the report).",
+    ),
+]
+RequestDataset = Annotated[
+    str | None,
+    typer.Option("--dataset", help="Dataset name (default: the one the checkpoint's sidecar names)."),
+]
 DataRoot = Annotated[str | None, typer.Option("--data-root", help="Folder holding the dataset's files.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed for the split, data order and noise.")]
+Seed = Annotated[
+    int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed for the split, data order and noise (0 to 2^32 - 1).")
+]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N.")]
 Compile = Annotated[
     bool,
@@ -107,28 +134,6 @@ def parse_pairs(pairs: list[str] | None, what: str) -> dict[str, Any]:
     return out
 
 
-def _request(ids: str | None, classes: list[str] | None, fraction: float | None, mode: str):
-    from lotus_unlearn.pipeline import ForgetRequest
-
-    return ForgetRequest(ids, list(classes or []), fraction, mode)
-
-
-def _data_args(pairs: list[str] | None, checkpoint: Path) -> dict[str, Any]:
-    """--data-arg options, or those the checkpoint was trained with (its sidecar's data_args)."""
-    from lotus_unlearn.checkpoint import read_meta
-
-    if pairs:
-        return parse_pairs(pairs, "--data-arg")
-    saved = read_meta(checkpoint).get("data_args") if checkpoint.is_file() else None
-    return dict(saved) if isinstance(saved, dict) else {}
-
-
-def _check_data_root(data_root: str | None) -> None:
-    """A --data-root that does not exist is a typo, whatever the dataset: say so before loading anything."""
-    if data_root is not None and not Path(data_root).is_dir():
-        raise UserError(f"data folder {data_root} does not exist; pass the folder holding the dataset's files")
-
-
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/demo"),
@@ -143,8 +148,9 @@ def demo(
     """
     from lotus_unlearn.demo import run_demo
     from lotus_unlearn.outputs import check_output
+    from lotus_unlearn.request import check_data_root
 
-    _check_data_root(data_root)
+    check_data_root(data_root)
     check_output(out, overwrite)
     run_demo(out, device=device, data_root=data_root, use_cache=not no_cache, console=console, overwrite=overwrite)
 
@@ -194,6 +200,14 @@ def train(
     seed: Seed = 0,
     device: Device = "auto",
     compile: Compile = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace a checkpoint already at --out; the earlier weights and sidecar are kept (never deleted) "
+            "beside it as NAME.prev-N.safetensors and NAME.prev-N.json.",
+        ),
+    ] = False,
 ) -> None:
     """Train an original model; with a forget option, retrain a gold model on the retain set only.
 
@@ -205,20 +219,23 @@ def train(
       torchrun --nproc-per-node 4 -m lotus_unlearn train --dataset cifar10 --data-root data --out m.safetensors
     """
     from lotus_unlearn import distributed
-    from lotus_unlearn.checkpoint import load_pretrained, load_state_dict, save_checkpoint
+    from lotus_unlearn.checkpoint import load_pretrained, load_state_dict, save_checkpoint, sidecar_path
     from lotus_unlearn.data import load_dataset
     from lotus_unlearn.history import DeletionHistory, TrainSubset
     from lotus_unlearn.ids import dataset_listing
+    from lotus_unlearn.outputs import check_output_file, keep_previous
     from lotus_unlearn.pipeline import model_for, training_record
+    from lotus_unlearn.request import check_data_root, forget_request
     from lotus_unlearn.train import train_model
 
-    _check_data_root(data_root)
-    _check_output_file(out)
+    check_data_root(data_root)
+    files = [out, sidecar_path(out)]
+    check_output_file(files, overwrite)
     data_args = parse_pairs(data_arg, "--data-arg")
     bundle = load_dataset(dataset, root=data_root, seed=seed, train_size=train_size, **data_args)
     data, role, split = bundle.train, "original", None
     if forget or forget_class or forget_fraction is not None:
-        request = _request(forget, forget_class, forget_fraction, split_mode)
+        request = forget_request(forget, forget_class, forget_fraction, split_mode)
         request.listing = dataset_listing(dataset, train_size, seed)
         split = request.resolve(bundle, seed)
         data, role = split.apply(bundle.train)[1], "gold"
@@ -255,116 +272,12 @@ def train(
         "train_subset": TrainSubset.of(bundle.name, train_ids, train_size, seed),
     }
     if distributed.is_main():  # in a torchrun job every rank holds the same model; rank 0 writes it
+        check_output_file(files, overwrite)  # again: another command may have written --out meanwhile
+        kept = keep_previous(files)
         save_checkpoint(result.model, out, meta, **record)
+        if kept:
+            console.print(f"the earlier checkpoint is kept as {kept[0]}")
     console.print(f"trained {role} {model} on {len(data)} samples in {result.seconds:.1f} s -> {out}")
-
-
-def _same_name(a: str, b: str) -> bool:
-    return a.lower().replace("_", "-") == b.lower().replace("_", "-")
-
-
-def _load(
-    checkpoint: Path,
-    bundle: DatasetBundle,
-    model: str | None = None,
-    model_arg: list[str] | None = None,
-    what: str = "checkpoint",
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a checkpoint for `bundle`: rebuilt from its sidecar (registry models only: model code a file names is
-    refused), or as `--model` when given (or when there is no sidecar); then check that it was made for this dataset and fits its inputs and classes."""
-    from lotus_unlearn.checkpoint import load_checkpoint, load_weights, read_meta
-    from lotus_unlearn.checkpoint import load_state_dict as read_state
-    from lotus_unlearn.outputs import verify_checkpoint_folder
-    from lotus_unlearn.pipeline import model_for
-
-    if not checkpoint.is_file():
-        raise UserError(f"{what} {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
-    verify_checkpoint_folder(checkpoint)
-    state = read_state(checkpoint)
-    meta = read_meta(checkpoint)
-    if meta.get("dataset") and not _same_name(str(meta["dataset"]), bundle.name):
-        raise UserError(
-            f"{what} {checkpoint} was trained on {meta['dataset']}, not {bundle.name}; pass --dataset {meta['dataset']}"
-        )
-    if model is not None and model == (meta.get("model") or {}).get("name"):
-        # the person named the sidecar's model (needed for code, `package.module:factory`): its arguments apply
-        net = load_checkpoint(checkpoint, name=model, **parse_pairs(model_arg, "--model-arg"))[0]
-    elif model is not None or not meta.get("model"):
-        if model is None:
-            raise UserError(
-                f"{what} {checkpoint} has no .json sidecar naming its architecture; pass --model NAME "
-                "(and --model-arg key=value as it was built)"
-            )
-        net = load_weights(
-            model_for(bundle, model, 0, **parse_pairs(model_arg, "--model-arg")), state, f"{what} {checkpoint.name}"
-        )
-    else:
-        net = load_checkpoint(checkpoint)[0]
-    _check_fits(net, bundle, f"{what} {checkpoint}")
-    return net, meta
-
-
-def _check_fits(net: nn.Module, bundle: DatasetBundle, label: str) -> None:
-    """One forward pass on two test images: the model must accept the dataset's inputs and give one logit a class."""
-    import torch
-
-    x = bundle.test.normalized(torch.arange(min(2, len(bundle.test))))
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            out = net(x)
-    except Exception as exc:  # shape errors surface as RuntimeError (or ValueError) from deep inside the model
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"{label} does not accept {bundle.name} images of shape {tuple(x.shape[1:])} ({first}); "
-            "pass the --dataset it was trained on"
-        ) from exc
-    finally:
-        net.train(was_training)
-    if out.ndim != 2 or out.shape[1] != bundle.num_classes:
-        raise UserError(
-            f"{label} predicts {out.shape[-1]} classes but {bundle.name} has {bundle.num_classes}; "
-            "pass the --dataset it was trained on"
-        )
-
-
-def _experiment(
-    checkpoint: Path,
-    dataset: str,
-    request: Any,
-    *,
-    data_root: str | None,
-    train_size: int | None,
-    data_arg: list[str] | None,
-    seed: int,
-) -> tuple[Any, dict[str, Any], Any, Any]:
-    """Check the inputs, then load the dataset as the checkpoint was trained (the training subset it records,
-    whatever `seed`; its data options unless given) and split it by `request` (a ForgetRequest or a saved Split).
-    Returns (experiment, data_args, the checkpoint's record, the training subset loaded)."""
-    from lotus_unlearn.checkpoint import read_meta, read_record
-    from lotus_unlearn.history import TrainSubset
-    from lotus_unlearn.ids import listing_command, subset_of, verify_subset
-    from lotus_unlearn.outputs import verify_checkpoint_folder
-    from lotus_unlearn.pipeline import ForgetRequest, prepare
-
-    _check_data_root(data_root)
-    if not checkpoint.is_file():
-        raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
-    verify_checkpoint_folder(checkpoint)
-    record = read_record(checkpoint)
-    size, subset_seed = subset_of(checkpoint, record, read_meta(checkpoint), train_size)
-    data_args = _data_args(data_arg, checkpoint)
-    if isinstance(request, ForgetRequest):
-        request.listing = listing_command(checkpoint)
-    exp = prepare(
-        dataset, request, seed=seed, data_root=data_root, train_size=size, data_args=data_args, subset_seed=subset_seed
-    )
-    verify_subset(exp.bundle, record, checkpoint)
-    loaded = TrainSubset.of(
-        exp.bundle.name, exp.bundle.train.ids.tolist(), size, seed if subset_seed is None else subset_seed
-    )
-    return exp, data_args, record, record.train_subset or loaded
 
 
 @app.command("unlearn")
@@ -384,7 +297,7 @@ def unlearn_cmd(
             "--out", help="Output folder: model.safetensors, split.json, report.json, report.md, report.html."
         ),
     ],
-    dataset: Dataset = "fashion-mnist",
+    dataset: RequestDataset = None,
     method: Annotated[str, typer.Option(help="Unlearning method; see `lotus-unlearn methods`.")] = "lotus",
     hparam: Annotated[
         list[str] | None, typer.Option("--hparam", help="Method hyper-parameter key=value; repeatable.")
@@ -393,7 +306,9 @@ def unlearn_cmd(
     forget_class: ForgetClass = None,
     forget_fraction: ForgetFraction = None,
     split_mode: SplitMode = "random",
-    gold: Annotated[Path | None, typer.Option(help="Retrained gold model, for JSD and Avg Gap.")] = None,
+    kind: RequestKind = None,
+    gold: Gold = None,
+    allow_mismatched_gold: AllowMismatchedGold = False,
     model: ModelName = None,
     model_arg: ModelArgs = None,
     train_size: TrainSize = None,
@@ -430,131 +345,64 @@ def unlearn_cmd(
         --data-root imagenet --data-arg size=224 --data-arg resize=256 --forget ids.txt --out runs/imagenet
       torchrun --nproc-per-node 8 -m lotus_unlearn unlearn ...   (same options; rank 0 writes the outputs)
     """
-    from lotus_unlearn import distributed
-    from lotus_unlearn.checkpoint import save_checkpoint
-    from lotus_unlearn.data import save_split
-    from lotus_unlearn.history import report_record
-    from lotus_unlearn.methods import get_method
-    from lotus_unlearn.metrics import evaluate
-    from lotus_unlearn.outputs import check_output, new_generation
-    from lotus_unlearn.pipeline import Experiment
-    from lotus_unlearn.report import build_report, history_entry, lineage_of, write_report
-    from lotus_unlearn.tune import check_tuning
-    from lotus_unlearn.tune import tune as tune_search
-    from lotus_unlearn.utils import state_dict_hash
+    from lotus_unlearn.request import forget as forget_data
 
-    started = time.perf_counter()
-    cls = get_method(method)
-    hp = {**parse_pairs(hparam, "--hparam"), **({"compile": True} if compile else {})}
-    cls(**hp)  # validate names and types before any data is loaded
-    if tune_budget is not None and not tune:
-        raise UserError("--tune-budget sets the size of a --tune search; add --tune")
-    if tune:
-        check_tuning(4 if tune_budget is None else tune_budget)
-    check_output(out, overwrite)
-    exp, data_args, record, subset = _experiment(
+    done = forget_data(
         checkpoint,
-        dataset,
-        _request(forget, forget_class, forget_fraction, split_mode),
-        data_root=data_root,
-        train_size=train_size,
-        data_arg=data_arg,
-        seed=seed,
+        dataset=dataset,
+        ids=forget,
+        classes=forget_class,
+        fraction=forget_fraction,
+        split_mode=split_mode,
+        method=method,
+        hparams={**parse_pairs(hparam, "--hparam"), **({"compile": True} if compile else {})},
+        kind=kind,
+        gold=gold,
+        allow_mismatched_gold=allow_mismatched_gold,
+        out=out,
+        overwrite=overwrite,
+        tune=tune,
+        tune_budget=tune_budget,
+        **_load_options(model, model_arg, train_size, data_root, data_arg, seed, device),
+        echo=_echo,
     )
-    original, meta = _load(checkpoint, exp.bundle, model, model_arg)
-    gold_model = _load(gold, exp.bundle, model, model_arg, "gold model")[0] if gold else None
-    earlier = list(record.history.forgotten_ids)
-    if earlier:  # sequential request: never train on, or measure retain accuracy on, data deleted before
-        import numpy as np
-
-        keep = ~np.isin(exp.retain.ids.numpy(), np.asarray(earlier, dtype=np.int64))
-        if not keep.any():
-            raise UserError(
-                f"nothing is left to retain once the {len(earlier)} samples forgotten by earlier requests "
-                "are left out; forget fewer samples"
-            )
-        exp = Experiment(exp.bundle, exp.split, exp.forget, exp.retain.subset(np.flatnonzero(keep)))
-    if exp.split.kind == "class" and method == "lotus":
-        hp.setdefault("a_ref", 0.0)  # class-wise: the target is no knowledge of the class (spec §1.4)
-        hp.setdefault("alpha", 32.0)
-    hp.setdefault("seed", seed)
-    hp.setdefault("device", device)
-    if tune:
-        result = tune_search(original, exp.forget, exp.retain, exp.bundle.val, method, tune_budget or 4, **hp)
-        search = result.tuning or {}
-        trained = meta.get("seconds")
-        search["original_train_seconds"] = trained
-        kept = search["table"][search["best"]]
-        console.print(
-            f"tuned: {len(search['table'])} runs in {search['seconds']:.1f} s (the original's training: "
-            f"{f'{trained:.1f} s' if isinstance(trained, (int, float)) else 'not recorded'}); kept {kept['settings']}",
-            highlight=False,
-        )
-    else:
-        result = cls(**hp).unlearn(original, exp.forget, exp.retain, exp.bundle.val)
-    console.print(f"{method}: {result.epochs_run} epochs in {result.seconds:.1f} s; evaluating ...")
-    t_eval = time.perf_counter()
-    metrics = evaluate(result.model, exp.splits, original=original, gold=gold_model, device=device, seed=seed)
-    eval_seconds = time.perf_counter() - t_eval
-
-    input_sha = state_dict_hash(original)
-    history = record.history.add(exp.split.forget_ids, input_sha)
-    lineage = {**lineage_of(checkpoint, meta, input_sha), "previously_forgotten": len(earlier)}
-    report = build_report(
-        request={
-            "dataset": dataset,
-            "train_size": subset.train_size,
-            **({"data_args": data_args} if data_args else {}),
-            "seed": seed,
-            "checkpoint": str(checkpoint),
-            "gold": str(gold) if gold else None,
-            "classes": exp.bundle.classes,
-        },
-        split=exp.split,
-        result=result,
-        input_model=original,
-        metrics=metrics,
-        lineage=lineage,
-        timings={"evaluate_seconds": eval_seconds, "total_seconds": time.perf_counter() - started},
-        extra=report_record(history, subset, record.source),
-    )
-    if not distributed.is_main():  # in a torchrun job every rank holds the same results; rank 0 writes them
-        return
-    with new_generation(out, overwrite) as gen:  # all files appear together, or none
-        folder = gen.path
-        entries = [*lineage["history"], history_entry(report, gen.final / "report.json")]
-        save_checkpoint(
-            result.model,
-            folder / "model.safetensors",
-            {
-                "role": "unlearned",
-                "method": method,
-                "dataset": dataset,
-                "train_size": subset.train_size,
-                **({"data_args": data_args} if data_args else {}),
-                "forget_ids_sha256": exp.split.sha256,
-                "parent_weights_sha256": input_sha,
-                "report": "report.json",
-                "deletion_history": entries,
-            },
-            history=history,
-            train_subset=subset,
-        )
-        save_split(exp.split, folder / "split.json")
-        write_report(report, folder)
-    _print_metrics(metrics, method)
-    v = report["verdict"]
-    console.print(f"verdict: {v['status']}. {v['headline']}", highlight=False)
-    console.print(f"wrote {out}/model.safetensors, split.json, report.json, report.md, report.html")
+    _print_metrics(done.metrics, method)
+    _print_verdict(done.verdict)
+    if done.files:
+        console.print(f"wrote {out}/" + ", ".join(f.name for f in done.files))
 
 
-def _check_output_file(out: Path) -> None:
-    """The folder of an output file must be creatable: no part of its path may be a file."""
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"output path {out} cannot be created: {parent} is a file; choose another --out")
-            break
+def _load_options(
+    model: str | None,
+    model_arg: list[str] | None,
+    train_size: int | None,
+    data_root: str | None,
+    data_arg: list[str] | None,
+    seed: int,
+    device: str,
+) -> dict[str, Any]:
+    """How `unlearn` and `evaluate` load a checkpoint and its data, as `lu.forget` / `lu.audit` keywords (no
+    --data-arg: the checkpoint's data options)."""
+    return {
+        "model": model,
+        "model_args": parse_pairs(model_arg, "--model-arg"),
+        "train_size": train_size,
+        "data_root": data_root,
+        "data_args": parse_pairs(data_arg, "--data-arg") if data_arg else None,
+        "seed": seed,
+        "device": device,
+    }
+
+
+def _echo(text: str) -> None:
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def _print_verdict(v: dict[str, Any]) -> None:
+    """The verdict, its one-line reason and, when not forgotten, what to try next."""
+    console.print(f"verdict: {v['status']}. {v['headline']}", highlight=False, markup=False, soft_wrap=True)
+    for hint in v.get("next_steps") or []:
+        console.print(f"  try: {hint}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_metrics(metrics: dict[str, Any], name: str) -> None:
@@ -574,14 +422,20 @@ def _print_metrics(metrics: dict[str, Any], name: str) -> None:
 @app.command("evaluate")
 def evaluate_cmd(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="The model to evaluate.")],
-    dataset: Dataset = "fashion-mnist",
+    dataset: RequestDataset = None,
     forget: ForgetIds = None,
     forget_class: ForgetClass = None,
     forget_fraction: ForgetFraction = None,
     split_mode: SplitMode = "random",
     split: Annotated[Path | None, typer.Option("--split", help="A split.json written by `unlearn`.")] = None,
     original: Annotated[Path | None, typer.Option(help="The original model, for RF-JSD.")] = None,
-    gold: Annotated[Path | None, typer.Option(help="The retrained gold model, for JSD and Avg Gap.")] = None,
+    gold: Gold = None,
+    allow_mismatched_gold: AllowMismatchedGold = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the full audit here: report.json, report.md, report.html (with plots)."),
+    ] = None,
+    overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
     model_name: ModelName = None,
     model_arg: ModelArgs = None,
@@ -591,30 +445,39 @@ def evaluate_cmd(
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
-    """Evaluate a model on a forget / retain / val / test split (retrain-free unless --gold is given).
+    """Evaluate a model on a forget / retain / val / test split (retrain-free unless --gold is given) and judge it;
+    with --out, write the audit report of a model unlearned by any tool.
 
-    Example: lotus-unlearn evaluate --checkpoint runs/demo/model.safetensors --split runs/demo/split.json --original o.safetensors
+    Examples:
+      lotus-unlearn evaluate --checkpoint runs/demo/model.safetensors --split runs/demo/split.json --original o.safetensors
+      lotus-unlearn evaluate --checkpoint theirs.pt --model cnn --forget ids.txt --original o.safetensors --out runs/audit
     """
-    from lotus_unlearn.data import load_split
     from lotus_unlearn.distributed import is_main
-    from lotus_unlearn.metrics import evaluate
-    from lotus_unlearn.outputs import verify_checkpoint_folder
+    from lotus_unlearn.request import audit
 
-    if split is not None:
-        verify_checkpoint_folder(split)  # a split.json inside an output folder is read only if the folder is whole
-    request = load_split(split) if split is not None else _request(forget, forget_class, forget_fraction, split_mode)
-    exp, _, _, _ = _experiment(
-        checkpoint, dataset, request, data_root=data_root, train_size=train_size, data_arg=data_arg, seed=seed
+    report_dict = audit(
+        checkpoint,
+        dataset=dataset,
+        split=split,
+        ids=forget,
+        classes=forget_class,
+        fraction=forget_fraction,
+        split_mode=split_mode,
+        original=original,
+        gold=gold,
+        allow_mismatched_gold=allow_mismatched_gold,
+        out=out,
+        overwrite=overwrite,
+        **_load_options(model_name, model_arg, train_size, data_root, data_arg, seed, device),
     )
-    model, _ = _load(checkpoint, exp.bundle, model_name, model_arg)
-    orig = _load(original, exp.bundle, model_name, model_arg, "original model")[0] if original else None
-    gold_model = _load(gold, exp.bundle, model_name, model_arg, "gold model")[0] if gold else None
-    metrics = evaluate(model, exp.splits, original=orig, gold=gold_model, device=device, seed=seed)
     if as_json:
         if is_main():  # in a torchrun job every rank has the same metrics; rank 0 prints them
-            sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
-    else:
-        _print_metrics(metrics, "model")
+            sys.stdout.write(json.dumps(report_dict["metrics"], indent=2) + "\n")
+        return
+    _print_metrics(report_dict["metrics"], "model")
+    _print_verdict(report_dict["verdict"])
+    if out is not None:
+        console.print(f"wrote {out}/report.json, report.md, report.html")
 
 
 @app.command("ids")
@@ -656,8 +519,9 @@ def ids_cmd(
       lotus-unlearn ids --dataset fashion-mnist --train-size 10000 --seed 0
     """
     from lotus_unlearn.ids import training_ids
+    from lotus_unlearn.request import check_data_root
 
-    _check_data_root(data_root)
+    check_data_root(data_root)
     if seed < 0 or (subset_seed is not None and subset_seed < 0):
         raise UserError("--seed and --subset-seed must be >= 0; pass a non-negative seed")
     ids = training_ids(
@@ -682,6 +546,7 @@ def methods() -> None:
     import dataclasses
 
     from lotus_unlearn.methods import METHODS
+    from lotus_unlearn.methods.base import Interval, OneOf, constraints_of
 
     for name, cls in sorted(METHODS.items()):
         defaults = {f.name: f.default for f in dataclasses.fields(cls.Config) if f.name not in ("device",)}
@@ -690,6 +555,13 @@ def methods() -> None:
         if cls.notes:
             console.print(f"  LoTUS paper's setting: {cls.notes}")
         console.print("  defaults: " + ", ".join(f"{k}={v}" for k, v in defaults.items()), highlight=False)
+        ranges = {k: rule for k, rule in constraints_of(cls.Config).items() if isinstance(rule, (Interval, OneOf))}
+        console.print("  ranges: " + ", ".join(f"{k} {rule}" for k, rule in ranges.items()), highlight=False)
+        for kind, values in cls.kind_defaults.items():
+            text = ", ".join(f"{k}={v}" for k, v in values.items())
+            console.print(f"  {kind}-wise requests: {text} (unless given)", highlight=False)
+        if cls.kind_note:
+            console.print(f"  per-kind defaults: {cls.kind_note}", highlight=False)
 
 
 @app.command()
@@ -698,17 +570,12 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Output folder of `lotus
 
     Example: lotus-unlearn report runs/demo
     """
-    from lotus_unlearn.outputs import new_generation, verify_output
+    from lotus_unlearn.outputs import verify_output
     from lotus_unlearn.report import load_report, write_report
 
     folder = run_dir.parent if run_dir.name == "report.json" else run_dir
     verify_output(folder)
-    report_dict = load_report(folder)
-    if folder.is_symlink():  # an output folder of generations: the re-rendered report is a new generation
-        with new_generation(folder, overwrite=True, base=folder) as gen:
-            write_report(report_dict, gen.path)
-    else:
-        write_report(report_dict, folder)
+    write_report(load_report(folder), folder)  # an output folder of generations: as a new generation
     console.print(f"re-rendered {folder}/report.md and report.html from report.json")
 
 
@@ -761,6 +628,7 @@ def bench_run(
     """
     from lotus_unlearn.bench import list_cells as cells_of
     from lotus_unlearn.bench import load_config, run_bench
+    from lotus_unlearn.bench.runner import default_results
 
     cfg = load_config(config)
     if smoke:
@@ -774,6 +642,7 @@ def bench_run(
         if c["failed"]:
             raise typer.Exit(1)
         return
+    STATE["kept"] = f"finished cells are kept in {results or default_results(cfg)}; rerun the same command to resume"
     if list_cells:
         for line in cells_of(cfg, str(config), results):
             print(line)
@@ -820,7 +689,7 @@ def bench_report(
     """
     from lotus_unlearn.bench import build_report, load_rows
 
-    rows = load_rows(results)
+    rows = load_rows(results, note=console.print)
     first = results[0]
     folder = out if out is not None else (first if first.is_dir() else first.parent) / "report"
     written = build_report(rows, folder, sources=[str(p) for p in results], units=units)
@@ -842,7 +711,6 @@ def _one_line(prefix: str, exc: BaseException, debug: bool, text: str | None = N
 
 def _join_torchrun_job() -> None:
     """Under torchrun: join the job; ranks other than 0 print nothing (rank 0 reports and writes files)."""
-    import os
 
     from lotus_unlearn import distributed
 
@@ -859,11 +727,23 @@ def _leave_torchrun_job() -> None:
     distributed.shutdown()
 
 
+def _interrupted() -> int:
+    """Ctrl-C: one line saying what was kept, exit code 130 (128 + SIGINT, as shells report it)."""
+    err.print(f"interrupted; {STATE['kept'] or 'nothing was written'}", highlight=False, markup=False, soft_wrap=True)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: bad input is one line on stderr and exit code 2, a failed run one line and exit code 1;
-    --debug adds the traceback. Returns the exit code."""
+    """Entry point: bad input is one line on stderr and exit code 2, a failed run one line and exit code 1, Ctrl-C
+    one line and exit code 130; --debug adds the traceback. Returns the exit code."""
+    from lotus_unlearn import _interrupt
+
+    _interrupt.release()  # Ctrl-C is a KeyboardInterrupt again: caught below, with what the command kept
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    STATE["kept"] = None
+    if os.getcwd() not in sys.path:  # `--model mymodels:factory` finds mymodels.py in the working directory
+        sys.path.append(os.getcwd())  # appended: an installed package is never shadowed by a local file
     tune_cpu_allocator()  # process-wide, so the application's call: fewer page faults in CPU training (docs/performance.md)
     with warnings.catch_warnings():  # restores the warning filters and printer on return
         warnings.simplefilter("always", LotusWarning)
@@ -905,8 +785,7 @@ def _main(args: list[str], debug: bool) -> int:
         _one_line("failed", exc, debug)
         return 1
     except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
+        return _interrupted()
     except Exception as exc:  # a bug or an environment failure: still one line; the traceback with --debug
         _one_line(
             f"failed ({type(exc).__name__})",
@@ -915,6 +794,8 @@ def _main(args: list[str], debug: bool) -> int:
             hint="" if debug else " (rerun with --debug for the traceback)",
         )
         return 1
+    if rv == 130:  # typer turns Ctrl-C inside a command into a silent exit code 130
+        return _interrupted()
     return rv if isinstance(rv, int) else 0
 
 

@@ -7,15 +7,11 @@ from typing import Any
 
 from rich.console import Console
 
-from lotus_unlearn.checkpoint import save_checkpoint
-from lotus_unlearn.data import save_split
-from lotus_unlearn.history import DeletionHistory, TrainSubset, report_record
-from lotus_unlearn.methods import unlearn
-from lotus_unlearn.metrics import evaluate, reference_avg_gap
-from lotus_unlearn.outputs import check_output, new_generation
+from lotus_unlearn.metrics import reference_avg_gap
+from lotus_unlearn.outputs import check_output
 from lotus_unlearn.pipeline import ForgetRequest, prepare, train_cached
-from lotus_unlearn.report import build_report, rich_table, write_report
-from lotus_unlearn.utils import state_dict_hash
+from lotus_unlearn.report import rich_table
+from lotus_unlearn.request import forget
 
 # A small CNN on a 10k-sample subset, trained without augmentation long enough to memorise its training set
 # (train - test accuracy >= 5 points), so that there is something to forget.
@@ -71,14 +67,26 @@ def run_demo(
     console.print("retraining the gold model on the retain set only (the costly reference a user never has) ...")
     gold, g_meta = train_cached(exp.bundle, exp.retain, train=train, role="gold", **common)
     console.print("unlearning with LoTUS ...")
-    result = unlearn(
-        original, exp.forget, exp.retain, val=exp.bundle.val, method="lotus", seed=seed, device=device, **cfg["lotus"]
+    done = forget(
+        original,
+        dataset=exp.bundle,
+        fraction=cfg["forget_fraction"],
+        hparams=cfg["lotus"],
+        gold=gold,
+        out=out,
+        overwrite=overwrite,
+        train_size=cfg["train_size"],
+        seed=seed,
+        device=device,
+        echo=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True),
+        report_extra={
+            "demo_config": cfg,
+            "training": {"original": _strip_log(o_meta), "gold": _strip_log(g_meta)},
+        },
     )
-    console.print(f"LoTUS ran {result.epochs_run} epochs in {result.seconds:.1f} s; evaluating ...")
-    metrics = evaluate(result.model, exp.splits, original=original, gold=gold, seed=seed)
-
+    metrics = done.metrics
     table = rich_table(metrics, "LoTUS", title="Fashion-MNIST demo: forget 10% of each class")
-    table.add_row("time (s)", f"{o_meta['seconds']:.1f}", f"{g_meta['seconds']:.1f}", f"{result.seconds:.1f}")
+    table.add_row("time (s)", f"{o_meta['seconds']:.1f}", f"{g_meta['seconds']:.1f}", f"{done.result.seconds:.1f}")
     console.print(table)
     gap = metrics["original_acc_retain"] - metrics["original_acc_test"]
     original_gap = reference_avg_gap(metrics, "original_")
@@ -86,41 +94,10 @@ def run_demo(
         f"original memorisation: retain acc − test acc = {gap:+.4f}; "
         f"Avg Gap to gold: original {original_gap:.4f}, LoTUS {metrics['avg_gap']:.4f}"
     )
-
-    out = Path(out)
-    history = DeletionHistory().add(exp.split.forget_ids, state_dict_hash(original))
-    subset = TrainSubset.of(exp.bundle.name, exp.bundle.train.ids.tolist(), cfg["train_size"], seed)
-    report = build_report(
-        request={"dataset": cfg["dataset"], "train_size": cfg["train_size"], "seed": seed, "demo_config": cfg},
-        split=exp.split,
-        result=result,
-        input_model=original,
-        metrics=metrics,
-        extra={
-            "training": {"original": _strip_log(o_meta), "gold": _strip_log(g_meta)},
-            "original_avg_gap": original_gap,
-            **report_record(history, subset, "none"),
-        },
-    )
-    with new_generation(out, overwrite) as gen:  # all files appear together, or none
-        folder = gen.path
-        save_checkpoint(
-            result.model,
-            folder / "model.safetensors",
-            {
-                "role": "unlearned",
-                "method": "lotus",
-                "dataset": cfg["dataset"],
-                "train_size": cfg["train_size"],
-                "forget_ids_sha256": exp.split.sha256,
-            },
-            history=history,
-            train_subset=subset,
-        )
-        save_split(exp.split, folder / "split.json")
-        write_report(report, folder)
-    console.print(f"wrote {out}/model.safetensors, split.json, report.json, report.md, report.html")
-    return report
+    v = done.verdict
+    console.print(f"verdict: {v['status']}. {v['headline']}", highlight=False, markup=False)
+    console.print(f"wrote {out}/" + ", ".join(f.name for f in done.files))
+    return done.report
 
 
 def _strip_log(meta: dict[str, Any]) -> dict[str, Any]:

@@ -56,6 +56,12 @@ def subset_of(
     return size, seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else None
 
 
+def check_dataset(checkpoint: str | Path, recorded: Any, dataset: str) -> None:
+    """`dataset` must be the one the checkpoint records having been trained on (when it records one)."""
+    if isinstance(recorded, str) and _key(recorded) != _key(dataset):
+        raise UserError(f"checkpoint {checkpoint} was trained on {recorded}, not {dataset}; leave --dataset out")
+
+
 def verify_subset(bundle: DatasetBundle, record: CheckpointRecord, checkpoint: str | Path) -> None:
     """The loaded training set must be the one the checkpoint records (same ids); one line otherwise."""
     subset = record.train_subset
@@ -101,8 +107,7 @@ def training_ids(
             if not isinstance(recorded, str):
                 raise UserError(f"checkpoint {path} does not record its dataset; pass --dataset")
             dataset = recorded
-        elif isinstance(recorded, str) and _key(recorded) != _key(dataset):
-            raise UserError(f"checkpoint {path} was trained on {recorded}, not {dataset}; leave --dataset out")
+        check_dataset(path, recorded, dataset)
         size, subset_seed = subset_of(path, record, meta, train_size)
         if data_args is None and isinstance(meta.get("data_args"), dict):
             data_args = meta["data_args"]

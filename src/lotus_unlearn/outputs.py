@@ -23,7 +23,7 @@ import os
 import platform
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,11 +59,7 @@ def check_output(out: str | Path, overwrite: bool = False) -> None:
     or a folder that already holds files unless `overwrite` (the earlier output is then kept, never deleted)."""
     out = Path(out)
     recover(out)
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"output path {out} cannot be created: {parent} is a file; choose another --out")
-            break
+    _check_parents(out)
     if out.name in ("", ".", ".."):
         raise UserError(f"output folder {out} names no folder of its own; pass e.g. --out runs/request-1")
     if out.exists() and not out.is_dir():
@@ -80,6 +76,59 @@ def check_output(out: str | Path, overwrite: bool = False) -> None:
             f"output folder {out} already holds a run; pass --overwrite (the earlier run is kept in "
             f"{generations_dir(out)}) or choose another --out"
         )
+
+
+def _check_parents(out: Path) -> None:
+    """The folder of `out` must be creatable: no part of its path may be a file."""
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"output path {out} cannot be created: {parent} is a file; choose another --out")
+            break
+
+
+def check_output_file(files: Sequence[str | Path], overwrite: bool = False) -> None:
+    """Refuse, before any work, an output file `files[0]` (with its companions `files[1:]`, e.g. a checkpoint's
+    sidecar) that cannot be written: a path through a file, a folder in the way, or an existing file unless
+    `overwrite` (the earlier files are then kept by `keep_previous`, never deleted)."""
+    paths = [Path(f) for f in files]
+    _check_parents(paths[0])
+    for path in paths:
+        if path.is_dir():
+            raise UserError(f"output path {path} is a folder, not a file; choose another --out")
+    existing = [p for p in paths if p.exists() or p.is_symlink()]
+    if existing and not overwrite:
+        raise UserError(
+            f"{existing[0]} already exists; pass --overwrite (the earlier file is kept as "
+            f"{_sibling(existing[0], _free_number(paths))}) or choose another --out"
+        )
+
+
+def keep_previous(files: Sequence[str | Path]) -> list[Path]:
+    """Before `files` (a file and its companions) are replaced: keep those that exist under the first number N
+    free for all of them, `NAME.prev-N.SUFFIX` beside each (hard links, so the files are never absent from their
+    own names). Returns the kept paths (none when nothing existed)."""
+    paths = [Path(f) for f in files]
+    number = _free_number(paths)
+    kept = []
+    for path in paths:
+        if path.is_file():
+            _link_or_copy(path, _sibling(path, number))
+            kept.append(_sibling(path, number))
+    if kept:
+        _fsync_dir(paths[0].parent)
+    return kept
+
+
+def _sibling(path: Path, number: int) -> Path:
+    return path.with_name(f"{path.stem}.prev-{number}{path.suffix}")
+
+
+def _free_number(paths: list[Path]) -> int:
+    number = 1
+    while any(_sibling(p, number).exists() or _sibling(p, number).is_symlink() for p in paths):
+        number += 1
+    return number
 
 
 @dataclass(frozen=True)

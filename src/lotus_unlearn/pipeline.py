@@ -11,7 +11,16 @@ import torch
 import torch.nn as nn
 
 from lotus_unlearn.checkpoint import load_checkpoint, save_checkpoint
-from lotus_unlearn.data import DatasetBundle, Split, TensorData, class_split, ids_split, instance_split, load_dataset
+from lotus_unlearn.data import (
+    DatasetBundle,
+    Split,
+    TensorData,
+    class_split,
+    first_split,
+    ids_split,
+    instance_split,
+    load_dataset,
+)
 from lotus_unlearn.data.splits import read_ids_file
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.history import DeletionHistory, TrainSubset
@@ -28,20 +37,28 @@ def cache_dir() -> Path:
 
 @dataclass
 class ForgetRequest:
-    """What to forget: a file of ids, whole classes, or a fraction of each class."""
+    """What to forget: a file of ids (or the ids themselves), whole classes, a fraction of each class, or the
+    `first` N training ids."""
 
     ids_file: str | None = None
     classes: list[str] = field(default_factory=list)
     fraction: float | None = None
     mode: str = "random"
     listing: str | None = None  # the command that lists the valid ids, named when an id is not a training sample
+    ids: list[int] | None = None
+    first: int | None = None  # MUFAC's rule: the first 1,062 rows of the training CSV
 
     def resolve(self, bundle: DatasetBundle, seed: int) -> Split:
-        given = sum([self.ids_file is not None, bool(self.classes), self.fraction is not None])
-        if given != 1:
+        given = sum([self.ids_file is not None or self.ids is not None, bool(self.classes), self.fraction is not None])
+        if self.first is not None and given == 0:
+            return first_split(bundle.train, self.first)
+        if given != 1 or (self.ids_file is not None and self.ids is not None):
             raise UserError(
-                "say what to forget with exactly one of --forget IDS_FILE, --forget-class, --forget-fraction"
+                "say what to forget with exactly one of --forget IDS_FILE, --forget-class, --forget-fraction "
+                "(in Python: ids=, classes=, fraction=)"
             )
+        if self.ids is not None:
+            return ids_split(bundle.train, list(self.ids), self.listing)
         if self.ids_file is not None:
             return ids_split(bundle.train, read_ids_file(self.ids_file), self.listing)
         if self.classes:

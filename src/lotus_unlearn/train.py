@@ -1,4 +1,4 @@
-"""Train an original model, or retrain a gold model on the retain set with the same recipe (spec §3.4).
+"""Train an original model, or retrain a gold model on the retain set with the same recipe.
 
 SGD with momentum, a per-step learning-rate `schedule` (`warmup_linear`: linear warm-up then linear decay to 0, the
 ResNet recipe; `constant`: no scheduler, the ViT recipe; `cosine`: optional linear warm-up then cosine decay to 0),
@@ -19,7 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lotus_unlearn import distributed
+from lotus_unlearn.data.base import as_dataset
 from lotus_unlearn.errors import UserError
+from lotus_unlearn.inputs import check_fits, check_module
 from lotus_unlearn.methods.base import (
     NON_NEGATIVE,
     POSITIVE,
@@ -33,7 +35,7 @@ from lotus_unlearn.methods.base import (
     run_epoch,
 )
 from lotus_unlearn.metrics.predict import predict
-from lotus_unlearn.progress import track
+from lotus_unlearn.progress import track, verbosity
 
 SCHEDULES = ("warmup_linear", "constant", "cosine")
 
@@ -100,13 +102,22 @@ def make_scheduler(
     )
 
 
-def train_model(model: nn.Module, train: Any, val: Any = None, **hparams: Any) -> TrainResult:
-    """Train a copy of `model` on `train` (the input model is not modified)."""
+def train_model(
+    model: nn.Module, train: Any, val: Any = None, *, verbose: bool | None = None, **hparams: Any
+) -> TrainResult:
+    """Train a copy of `model` on `train` (the input model is not modified). `verbose`: progress bars or one line per
+    epoch on stderr (True), none (False), or as LOTUS_PROGRESS says (None)."""
+    with verbosity(verbose):
+        return _train(model, train, val, hparams)
+
+
+def _train(model: nn.Module, train: Any, val: Any, hparams: dict[str, Any]) -> TrainResult:
     cfg: TrainConfig = build_config(TrainConfig, hparams, "train")
+    check_fits(check_module(model), as_dataset(train, "training set"), "training set")
     if cfg.patience is not None and val is None:
         raise UserError("early stopping (patience) needs validation data; pass val or leave patience unset")
     start = time.perf_counter()
-    ctx = make_context(model, train, train, val, cfg)
+    ctx = make_context(model, train, train, val, cfg, label="training")
     ctx.model.train()
     optimizer = make_optimizer(ctx.model.parameters(), cfg)
     # per rank in a torchrun job: ceil(shard / per-rank batch), about the single-process count
@@ -136,4 +147,4 @@ def train_model(model: nn.Module, train: Any, val: Any = None, **hparams: Any) -
         ctx.model.load_state_dict(best_state)
     ctx.model.eval()
     ctx.model.to(memory_format=torch.contiguous_format)  # hand back plain NCHW weights
-    return TrainResult(ctx.model, asdict(cfg), time.perf_counter() - start, epochs_run, ctx.log)
+    return TrainResult(ctx.model, asdict(cfg), time.perf_counter() - start, epochs_run, list(ctx.log))

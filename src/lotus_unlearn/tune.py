@@ -19,6 +19,7 @@ import torch.nn as nn
 from lotus_unlearn.data.base import as_dataset
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.methods import UnlearnResult, get_method
+from lotus_unlearn.methods.base import request_kind
 from lotus_unlearn.methods.select import RFGapScorer
 
 # the key settings searched by default, in the order the budget takes them: the product of the lists, first key
@@ -38,13 +39,19 @@ def default_space(method: str, fixed: Mapping[str, Any]) -> dict[str, list[Any]]
 
 
 def candidates(
-    methods: Sequence[str], budget_runs: int, fixed: Mapping[str, Any], space: Mapping[str, Sequence[Any]] | None
+    methods: Sequence[str],
+    budget_runs: int,
+    fixed: Mapping[str, Any],
+    space: Mapping[str, Sequence[Any]] | None,
+    kind: str | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     """(method, varied settings) pairs: each method's grid in order, the methods taken in turn, at most
-    `budget_runs` in all; duplicates dropped."""
+    `budget_runs` in all; duplicates dropped. The default grid leaves out the settings in `fixed` and those the
+    method's defaults for this `kind` of request set (LoTUS class-wise: alpha 32, a_ref 0)."""
     grids = []
     for method in methods:
-        grid = dict(space) if space is not None else default_space(method, fixed)
+        kept = {**get_method(method).kind_defaults.get(kind or "", {}), **fixed}
+        grid = dict(space) if space is not None else default_space(method, kept)
         keys = list(grid)
         points = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
         unique = list({tuple(sorted(p.items())): p for p in points}.values())
@@ -104,7 +111,8 @@ def tune(
     table: list[dict[str, Any]] = []
     best: UnlearnResult | None = None
     best_row = 0
-    for name, point in candidates(methods, budget_runs, hparams, space):
+    kind = hparams.get("kind") or request_kind(forget, retain)
+    for name, point in candidates(methods, budget_runs, hparams, space, kind):
         cls = classes[name]
         hp = {**hparams, **point}
         if cls.runs_epochs and "select" not in hp:

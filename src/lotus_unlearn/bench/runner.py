@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -115,16 +118,58 @@ def run_bench(
         return counts
     threads = max(1, (os.cpu_count() or 1) // jobs)
     echo(f"running {len(todo)} groups in {jobs} processes, {threads} torch thread(s) each")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = [
-            pool.submit(_worker, raw, group.id, [v.label for v in variants], str(path), threads, mlflow_uri)
-            for group, variants in todo
-        ]
+    pool = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
+    )
+    try:
+        with _sigint_ignored():  # workers start with it ignored: a terminal's Ctrl-C reaches the whole group
+            futures = [
+                pool.submit(_worker, raw, group.id, [v.label for v in variants], str(path), threads, mlflow_uri)
+                for group, variants in todo
+            ]
         for fut in as_completed(futures):
             c = fut.result()
             counts["ran"] += c["ran"]
             counts["failed"] += c["failed"]
+    except BaseException:  # interrupted or failed: no worker outlives the run
+        _stop_workers(pool)
+        raise
+    pool.shutdown()
     return counts
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C while workers are spawned (they inherit it), on the main thread (the only one that may)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: on Linux the kernel kills this worker when the parent dies (PR_SET_PDEATHSIG), even by
+    SIGKILL; elsewhere the parent stops its workers when it is interrupted. Ctrl-C is the parent's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request above
+        os._exit(1)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's worker processes now and drop the pending work."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError):
+            proc.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def load_original(bundle: Any, model: Model, seed: int) -> Any:
@@ -286,7 +331,7 @@ class GroupContext:
 
         self.cfg, self.group = cfg, group
         f = group.forget
-        request = ForgetRequest(None, list(f.classes), f.fraction, f.mode)
+        request = ForgetRequest(None, list(f.classes), f.fraction, f.mode, first=f.first)
         data_args = {"data_args": cfg.data_args} if cfg.data_args else {}  # loader options, e.g. size=224
         self.exp = prepare(
             group.dataset, request, seed=group.seed, data_root=cfg.data_root, train_size=cfg.train_size, **data_args
@@ -340,7 +385,7 @@ class GroupContext:
         }
 
     def run(self, v: Variant) -> dict[str, Any]:
-        from lotus_unlearn.methods import get_method
+        from lotus_unlearn.methods import unlearn
 
         extra: dict[str, Any] = {}
         seconds: float | None
@@ -363,8 +408,8 @@ class GroupContext:
                 result = tune(*data, **hp)
                 tuning = result.tuning
                 seconds = float(tuning["seconds"])
-            else:
-                result = get_method(v.method)(**hp).unlearn(*data)
+            else:  # the same call as lu.unlearn and lu.forget: the method's per-kind defaults apply alike
+                result = unlearn(*data, v.method, **hp)
                 seconds = result.seconds
             model = result.model
             extra["epochs_run"] = result.epochs_run

@@ -20,12 +20,13 @@ from lotus_unlearn.errors import UserError
 
 TRAIN_SIZE = 300  # samples kept of a dataset that is not generated (digits)
 FIRST = 30  # a `first: N` forget set (MUFAC's first 1,062 rows) becomes the first FIRST rows
-IMAGE_SIZE = 32  # images the config resizes (a ViT's 224) are resized to this instead
-# the smallest widths of each built-in model; other models (timm/..., your own factory) keep their arguments
+IMAGE_SIZE = 48  # images the config resizes (a ViT's 224) are resized to this instead (CIFAR: 32 -> 48, still a resize)
+# small widths of each built-in model (ResNets at width 1/16 or 1/8 crash in a CPU channels_last backward of this
+# torch build, so 1/4); other models (timm/..., your own factory) keep their arguments
 MODEL_KWARGS: dict[str, dict[str, Any]] = {
     "cnn": {"width": 4, "hidden": 16},
-    "resnet18": {"width": 0.0625},
-    "resnet18_ref": {"width": 0.0625},
+    "resnet18": {"width": 0.25},
+    "resnet18_ref": {"width": 0.25},
     "vit": {"dim": 16, "depth": 1, "heads": 2},
     "vit_b16": {"dim": 16, "depth": 1, "heads": 2, "mlp_dim": 32},
 }
@@ -100,7 +101,7 @@ def _writers() -> dict[str, Callable[[Path, int], Path]]:
             root, "cifar10", train_per_class=30, test_per_class=10, seed=seed
         ),
         "cifar100": lambda root, seed: syn.write_cifar(
-            root, "cifar100", train_per_class=5, test_per_class=2, seed=seed
+            root, "cifar100", train_per_class=5, test_per_class=4, seed=seed
         ),
         "mufac": lambda root, seed: syn.write_mufac(
             root, train_per_class=40, val_per_class=10, test_per_class=10, size=32, seed=seed
@@ -111,6 +112,7 @@ def _writers() -> dict[str, Callable[[Path, int], Path]]:
         "imagefolder": lambda root, seed: syn.write_imagenet(
             root, classes=10, train_per_class=30, val_per_class=10, size=48, seed=seed
         ),
+        "mnist-5k": lambda root, seed: syn.write_mnist5k(root, per_class=30, seed=seed),
         "fashion-mnist": lambda root, seed: syn.write_fashion_mnist(
             root, train_per_class=30, test_per_class=10, seed=seed
         ),
@@ -185,7 +187,12 @@ def run_smoke(
     results = folder / "results.sqlite"
     if results.exists() and not (folder / ".smoke").exists():
         raise UserError(f"{folder} holds results that are not a smoke run's; pass another smoke folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file, or a path under one: one line, nothing written
+        raise UserError(
+            f"cannot use {folder} as the smoke folder ({exc.strerror}); pass a folder with --results"
+        ) from None
     (folder / ".smoke").write_text("a `lotus-unlearn bench run --smoke` folder: generated data and toy results\n")
     raw = smoke_raw(cfg, write_data(cfg, folder / "data"))
     originals = write_originals(parse_config(raw, path=cfg.path), folder)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,38 @@ CREATE TABLE IF NOT EXISTS results (
 
 def _dump(value: Any) -> str:
     return json.dumps(value, default=_json_default, sort_keys=True)
+
+
+def _loads(text: Any) -> Any:
+    """A JSON column's value; None where it is NULL or not JSON (`usable` then tells whether the row is whole)."""
+    try:
+        return json.loads(text) if isinstance(text, str) and text else None
+    except ValueError:
+        return None
+
+
+IDENTITY = {"cell_id": str, "benchmark": str, "method": str, "seed": int}  # what the tables group and sort by
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def usable(row: Any) -> bool:
+    """Whether a stored row is whole: its identity well-typed, a known status, and for an ok row a mapping of
+    metric names to numbers (or null). Rows edited by hand or by another tool may not be."""
+    if not isinstance(row, dict) or not all(isinstance(row.get(k), t) for k, t in IDENTITY.items()):
+        return False
+    if not _number(row.get("finished") or 0) or row.get("status") not in ("ok", "failed"):
+        return False
+    if not all(isinstance(row.get(k) or {}, dict) for k in ("diagnostics", "hparams", "config")):
+        return False
+    if not (row.get("variant") is None or isinstance(row["variant"], str)) or not _number(row.get("seconds") or 0):
+        return False
+    metrics = row.get("metrics")
+    return row["status"] == "failed" or (
+        isinstance(metrics, dict) and all(v is None or _number(v) for v in metrics.values())
+    )
 
 
 class SQLiteStore:
@@ -96,7 +128,7 @@ class SQLiteStore:
             for rec in cur.fetchall():
                 row = dict(zip(names, rec, strict=True))
                 for c in JSON_COLUMNS:
-                    row[c] = json.loads(row[c]) if row[c] else None
+                    row[c] = _loads(row[c])
                 out.append(row)
             return out
         except sqlite3.DatabaseError as exc:
@@ -106,7 +138,7 @@ class SQLiteStore:
 
     def finished(self) -> dict[str, str]:
         """cell_id -> key_hash of the cells finished with status ok."""
-        return {r["cell_id"]: r["key_hash"] for r in self.rows() if r["status"] == "ok"}
+        return {r["cell_id"]: r["key_hash"] for r in self.rows() if r["status"] == "ok" and usable(r)}
 
 
 class JSONStore:
@@ -129,7 +161,7 @@ class JSONStore:
         write_json_atomic(self.path, [*rows, row])
 
     def finished(self) -> dict[str, str]:
-        return {r["cell_id"]: r["key_hash"] for r in self.rows() if r.get("status") == "ok"}
+        return {r["cell_id"]: r["key_hash"] for r in self.rows() if r.get("status") == "ok" and usable(r)}
 
 
 def open_store(path: str | Path) -> SQLiteStore | JSONStore:
@@ -137,9 +169,11 @@ def open_store(path: str | Path) -> SQLiteStore | JSONStore:
     return JSONStore(path) if str(path).endswith(".json") else SQLiteStore(path)
 
 
-def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+def load_rows(paths: Iterable[str | Path], note: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Rows from results files or folders (every *.sqlite / *.db / *.json inside), merged by cell_id: an ok row
-    wins over a failed one, and the later `finished` wins among equals."""
+    wins over a failed one, and the later `finished` wins among equals. Rows that are not whole (`usable`) are
+    skipped, and `note` is told how many, per file."""
+    paths = list(paths)
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -156,7 +190,10 @@ def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
                 continue  # some other JSON file in the folder
         else:
             rows = SQLiteStore(f).rows()
-        for r in rows:
+        whole = [r for r in rows if usable(r)]
+        if len(whole) < len(rows) and note is not None:
+            note(f"skipped {len(rows) - len(whole)} malformed row(s) in {f} (NULL or ill-typed fields)")
+        for r in whole:
             old = merged.get(r["cell_id"])
             rank = (r.get("status") == "ok", r.get("finished") or 0)
             if old is None or rank >= (old.get("status") == "ok", old.get("finished") or 0):

@@ -304,7 +304,7 @@ def rf_jsd_correlation(rows: Sequence[Mapping[str, Any]], *, compat: bool = True
     """The paper's claim "RF-JSD correlates with JSD" computed its way: per benchmark, the Pearson correlation over
     the method means (the unlearning methods and the Gold row, whose JSD is 0 and RF-JSD its own; not Original),
     then averaged over benchmarks; also without the Gold row. `compat` uses the reference's units (the quirky
-    ×1e4 forms of spec §2.2-2.3), otherwise our textbook JSD and RF-JSD."""
+    ×1e4 forms), otherwise our textbook JSD and RF-JSD."""
     jk, rk = ("jsd_compat_x1e4", "rf_jsd_compat_x1e4") if compat else ("jsd", "rf_jsd")
     per: dict[str, dict[str, float]] = {}
     for bench, rs in by_benchmark(ok_rows(rows)).items():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from lotus_unlearn.distributed import shard_positions
 from lotus_unlearn.errors import UserError
@@ -155,6 +155,11 @@ def concat(parts: Sequence[Dataset]) -> Dataset:
                 size=first.size,
             )
     return ConcatDataset(list(parts))
+
+
+def take(data: Dataset, positions: torch.Tensor) -> Dataset:
+    """The samples of `data` at `positions` (a 1-D index tensor), in that order: a TensorData stays one."""
+    return data.subset(positions) if isinstance(data, TensorData) else Subset(data, positions.tolist())
 
 
 def as_dataset(data: Dataset | DataLoader, name: str = "data") -> Dataset:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +51,11 @@ def _find(directory: Path, stem: str) -> Path | None:
 def read_idx(path: Path) -> np.ndarray:
     """Read an idx file (optionally gzipped) into a NumPy array."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt .gz
+        raise UserError(f"{path} cannot be read ({exc}); it is truncated or corrupt: re-download it") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise UserError(f"{path} is not an unsigned-byte idx file; re-install dataset-fashion-mnist")
     ndim = raw[3]

@@ -7,13 +7,13 @@
 
 Sample ids are positions in the sorted list of training files (relative paths), so they do not depend on the
 seed or on `per_class`. A held-out folder alone (ImageNet's val) is split 50/50 stratified and seeded into
-val/test like the other datasets; with both val/ and test/ each is used as given (MUFAC). Small datasets are
+val/test like the other datasets; with both val/ and test/ each is used as given. Small datasets are
 decoded into memory (a `TensorData`); large ones become an `ImageFiles`, which decodes each image when a batch
 needs it, so evaluating N images holds one batch of pixels at a time. Our own reader: torchvision is not used.
 
 Options (`--data-arg key=value`): size (square side after resize + centre crop; default: keep the files' own
 size, which must then be equal), resize (shorter side before the centre crop; default: size; ImageNet: 256 for
-224), channels (3 = RGB, 1 = grayscale), normalize (a named normalisation: cifar, imagenet, vit, tinyimagenet,
+224), channels (3 = RGB, 1 = grayscale; default: 1 when the first training image is grayscale, else 3), normalize (a named normalisation: cifar, imagenet, vit, tinyimagenet,
 none; default imagenet, 0.5 / 0.5 for grayscale), mean / std (override normalize), per_class (keep the first k training
 files of each class), in_memory (true / false / auto), memory_mb (auto's limit), crop_padding and flip
 (training augmentation, off by default).
@@ -46,6 +46,15 @@ def _pil() -> Any:
     except ImportError:  # pragma: no cover - Pillow comes with matplotlib
         raise UserError("image folders need Pillow: pip install pillow") from None
     return Image
+
+
+def grayscale(path: Path) -> bool:
+    """Whether an image file is stored in a one-channel mode (an unreadable file: no; decoding names it later)."""
+    try:
+        with _pil().open(path) as im:
+            return im.mode in ("1", "L", "LA", "I", "I;16", "F")
+    except (OSError, ValueError):
+        return False
 
 
 def is_image(path: Path) -> bool:
@@ -237,6 +246,18 @@ def _labelled_files(folder: Path, classes: list[str]) -> tuple[list[Path], list[
     return paths, labels
 
 
+def release_folder(root: str | Path | None, dataset: str, marker: str, folders: Sequence[str], what: str) -> Path:
+    """The folder of a dataset release: ROOT itself or ROOT/<one of `folders`>, the first holding the file `marker`;
+    one line saying to pass `what` otherwise."""
+    if root is None:
+        raise UserError(f"the {dataset} dataset needs --data-root FOLDER holding {folders[0]}/ (or its {marker})")
+    root = Path(root)
+    for d in (root, *(root / f for f in folders)):
+        if (d / marker).is_file():
+            return d
+    raise UserError(f"{root} holds no {marker} (nor {folders[0]}/{marker}); pass {what}")
+
+
 @register_dataset("imagefolder")
 def imagefolder(
     root: str | Path | None = None,
@@ -244,7 +265,7 @@ def imagefolder(
     *,
     size: int | None = None,
     resize: int | None = None,
-    channels: int = 3,
+    channels: int | None = None,
     normalize: str | None = None,
     mean: Any = None,
     std: Any = None,
@@ -261,10 +282,10 @@ def imagefolder(
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist; pass the folder holding train/ and val/ (or test/)")
     per_class = whole(per_class, "per_class")
-    channels = whole(channels, "channels") or 3
-    if channels not in (1, 3):
+    channels = whole(channels, "channels")
+    if channels is not None and channels not in (1, 3):
         raise UserError(f"data option channels must be 1 (grayscale) or 3 (RGB), got {channels}")
-    view = ImageView.parse(size, resize, normalize, mean, std, channels, "imagenet" if channels == 3 else GRAY)
+    ImageView.parse(size, resize, normalize, mean, std, channels or 3, "imagenet")  # bad options before any file
     augment = Augment(crop_padding=whole(crop_padding, "crop_padding", 0) or 0, flip=bool(flag(flip, "flip")))
 
     train_dir = root / "train"
@@ -291,6 +312,9 @@ def imagefolder(
         keep = np.sort(np.concatenate([np.flatnonzero(y == k)[:per_class] for k in range(len(classes))]))
         paths, labels, ids = [paths[i] for i in keep], [labels[i] for i in keep], ids[keep]
 
+    if channels is None:  # a grayscale folder stays one channel unless channels=3 is asked for
+        channels = 1 if grayscale(paths[0]) else 3
+    view = ImageView.parse(size, resize, normalize, mean, std, channels, "imagenet" if channels == 3 else GRAY)
     held_sets = [_labelled_files(root / d, classes) for d in held]
     return build_bundle(
         "imagefolder",

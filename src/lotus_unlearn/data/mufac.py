@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lotus_unlearn.data.base import Augment, TensorData
-from lotus_unlearn.data.folder import MEMORY_MB, ImageView, build_bundle
+from lotus_unlearn.data.folder import MEMORY_MB, ImageView, build_bundle, release_folder
 from lotus_unlearn.data.normalize import flag
 from lotus_unlearn.data.registry import DatasetBundle, register_dataset
 from lotus_unlearn.data.splits import Split, first_split
@@ -34,21 +34,6 @@ CLASSES = ["0-6", "7-12", "13-19", "20-30", "31-45", "46-55", "56-66", "67-80"] 
 MUFAC_FORGET_ROWS = 1062  # the LoTUS code's forget set: the first 1,062 rows of the training CSV
 COLUMNS = ("image_path", "age_class")
 SPLITS = ("train", "val", "test")
-
-
-def find_root(root: str | Path | None) -> Path:
-    """The folder holding the three CSVs: ROOT itself or ROOT/<one of FOLDERS>."""
-    if root is None:
-        raise UserError(f"the mufac dataset needs --data-root FOLDER holding {FOLDERS[0]}/ (or its CSV files)")
-    root = Path(root)
-    candidates = [root, *(root / f for f in FOLDERS)]
-    for d in candidates:
-        if (d / "custom_train_dataset.csv").is_file():
-            return d
-    raise UserError(
-        f"{root} holds no custom_train_dataset.csv (nor {FOLDERS[0]}/ with one); pass the MUFAC folder with "
-        "custom_{train,val,test}_dataset.csv and {train,val,test}_images/"
-    )
 
 
 def read_csv(folder: Path, split: str) -> tuple[list[Path], list[int]]:
@@ -100,7 +85,13 @@ def mufac(
 ) -> DatasetBundle:
     """MUFAC from its CSVs and image folders (module docstring); ids = rows of custom_train_dataset.csv."""
     view = ImageView.parse(size, resize, normalize, mean, std, 3, "none")
-    folder = find_root(root)
+    folder = release_folder(
+        root,
+        "mufac",
+        "custom_train_dataset.csv",
+        FOLDERS,
+        "the MUFAC folder with custom_{train,val,test}_dataset.csv and {train,val,test}_images/",
+    )
     (train_paths, train_labels), *held = (read_csv(folder, s) for s in SPLITS)
     return build_bundle(
         "mufac",

@@ -1,6 +1,6 @@
 """Datasets by name. Each loader returns a `DatasetBundle` with stable sample ids.
 
-The official test set is split 50/50, stratified and seeded, into validation and test (spec §3.1).
+The official test set is split 50/50, stratified and seeded, into validation and test.
 """
 
 from __future__ import annotations

@@ -159,14 +159,23 @@ def save_split(split: Split, path: str | Path) -> None:
     write_json_atomic(path, {**asdict(split), "sha256": split.sha256})
 
 
+SPLIT_KINDS = ("instance", "class")
+
+
 def load_split(path: str | Path) -> Split:
+    """A split file written by `save_split`: its kind known, its ids a list of sample ids, and its recorded
+    SHA-256 (when present) that of those ids; anything else is one line."""
+    fix = "write it with lotus_unlearn.data.save_split (or use the split.json of `unlearn`)"
     try:
         raw = json.loads(Path(path).read_text())
-        return Split(
-            [int(i) for i in raw["forget_ids"]],
-            raw["kind"],
-            list(raw.get("classes", [])),
-            raw.get("description", ""),
-        )
+        ids = raw["forget_ids"]
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise TypeError("forget_ids is not a list of integer sample ids")
+        split = Split(list(ids), raw["kind"], list(raw.get("classes", [])), raw.get("description", ""))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"cannot read split file {path}: {exc}; write it with lotus_unlearn.data.save_split") from exc
+        raise UserError(f"cannot read split file {path}: {exc}; {fix}") from exc
+    if split.kind not in SPLIT_KINDS:
+        raise UserError(f"split file {path} has kind {split.kind!r}, not one of {', '.join(SPLIT_KINDS)}; {fix}")
+    if "sha256" in raw and raw["sha256"] != split.sha256:
+        raise UserError(f"split file {path}: its sha256 does not match its forget_ids (edited or corrupt); {fix}")
+    return split

@@ -29,6 +29,8 @@ the folder to pass as `--data-root` (`data_root:` in a bench config) to the matc
         age_class (a..h, the 8 age groups), image_path (a file name in <split>_images/); rows in seeded order.
     write_fashion_mnist(root, *, train_per_class=10, test_per_class=4, seed=0, gz=True) -> Path
         ROOT/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]: big-endian idx headers, 28 x 28 uint8.
+    write_mnist5k(root, *, per_class=20, seed=0) -> Path
+        ROOT/mnist_5k.csv.gz: one CSV row per image, 784 pixels (row-major) then the label 0-9.
 
     py2_pickle(obj) -> bytes
         dicts, lists, str / bytes, ints and uint8 arrays pickled as Python 2's cPickle did (protocol 2, strings as
@@ -438,6 +440,17 @@ def write_mufac(
 def _idx(array: np.ndarray) -> bytes:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_mnist5k(root: str | Path, *, per_class: int = 20, seed: int = 0) -> Path:
+    """MNIST-5k's `mnist_5k.csv.gz` (one row per image: 784 pixels then the label), gzipped with a fixed mtime."""
+    _counts(per_class=per_class)
+    root = Path(root)
+    y, x = _image_split(np.random.default_rng(seed), 10, per_class, (28, 28, 1))
+    rows = np.concatenate([x.reshape(len(y), -1).astype(np.int64), y.reshape(-1, 1).astype(np.int64)], axis=1)
+    text = "\n".join(",".join(map(str, row)) for row in rows) + "\n"
+    _write_bytes(root / "mnist_5k.csv.gz", gzip.compress(text.encode(), mtime=0))
+    return root
 
 
 def write_fashion_mnist(

@@ -22,23 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from lotus_unlearn.data.base import Augment
-from lotus_unlearn.data.folder import MEMORY_MB, ImageView, annotated_files, build_bundle, image_files
+from lotus_unlearn.data.folder import MEMORY_MB, ImageView, annotated_files, build_bundle, image_files, release_folder
 from lotus_unlearn.data.normalize import flag, whole
 from lotus_unlearn.data.registry import DatasetBundle, register_dataset
 from lotus_unlearn.errors import UserError
 
 FOLDER = "tiny-imagenet-200"
-
-
-def find_root(root: str | Path | None) -> Path:
-    """The folder holding wnids.txt: ROOT itself or ROOT/tiny-imagenet-200."""
-    if root is None:
-        raise UserError(f"the tinyimagenet dataset needs --data-root FOLDER holding {FOLDER}/")
-    root = Path(root)
-    for d in (root, root / FOLDER):
-        if (d / "wnids.txt").is_file():
-            return d
-    raise UserError(f"{root} holds no wnids.txt (nor {FOLDER}/wnids.txt); pass the folder of the TinyImageNet release")
 
 
 def read_classes(folder: Path) -> tuple[list[str], list[str]]:
@@ -94,7 +83,7 @@ def tinyimagenet(
     augment = Augment(
         crop_padding=whole(crop_padding, "crop_padding", 0) or 0, flip=bool(flag(flip, "flip")), pad_mode="replicate"
     )
-    folder = find_root(root)
+    folder = release_folder(root, "tinyimagenet", "wnids.txt", [FOLDER], "the folder of the TinyImageNet release")
     wnids, classes = read_classes(folder)
     paths, labels = train_files(folder, wnids)
     val = folder / "val"

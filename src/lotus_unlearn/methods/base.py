@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from lotus_unlearn import distributed
-from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches, concat
+from lotus_unlearn.data.base import Augment, TensorData, as_dataset, batches, concat, labels_of, take
 from lotus_unlearn.errors import UnlearningFailed, UserError
+from lotus_unlearn.inputs import check_unlearn_inputs
 from lotus_unlearn.methods.select import SELECT_CHOICES, RFGapSelector
-from lotus_unlearn.progress import track
+from lotus_unlearn.progress import EpochLog, track
 from lotus_unlearn.utils import autocast, eval_batch_size, resolve_device, seed_everything, speed_setup
 
 METHODS: dict[str, type[Method]] = {}
@@ -72,6 +73,9 @@ class OneOf:
     def check(self, name: str, value: Any) -> str | None:
         return None if value in self.values else f"unknown {name} {value!r}; accepted: {', '.join(self.values)}"
 
+    def __str__(self) -> str:
+        return "in {" + ", ".join(self.values) + "}"
+
 
 class DeviceName:
     """A device `resolve_device` accepts on this machine (auto, cpu, cuda, cuda:N, mps)."""
@@ -103,8 +107,8 @@ class Config:
     Each class declares the range of its hyper-parameters in `constraints` (booleans need none), checked by
     `build_config` in the API, the CLI and the bench config alike.
 
-    The defaults are spec §4's fine-tuning recipe (SGD 1e-3, momentum 0.9, weight decay 5e-4, 10 epochs), which
-    finetune, random_label and neggrad_plus use as they are."""
+    The defaults are the common fine-tuning recipe of the unlearning literature (SGD 1e-3, momentum 0.9, weight decay
+    5e-4, 10 epochs), which finetune, random_label and neggrad_plus use as they are."""
 
     epochs: int = 10
     batch_size: int = 128
@@ -120,7 +124,7 @@ class Config:
     channels_last: bool | None = None  # None: NHWC weights for conv models (faster on CPU and CUDA)
     compile: bool = False  # torch.compile the model (and the frozen original) in place
     select: str | None = None  # "rf_gap": score RF-Gap on validation data after each epoch, return the best epoch
-    select_rows: int = 512  # rows of D_f, D_r and D_val that `select` scores (seeded subsets)
+    select_rows: int = 512  # rows of D_f, D_r and D_val that `select` scores (seeded subsets; LoTUS: all of D_f)
 
     constraints: ClassVar[dict[str, Constraint]] = {
         "epochs": NON_NEGATIVE,
@@ -139,7 +143,9 @@ class Config:
 
 @dataclass
 class UnlearnResult:
-    """The unlearned copy of the model and how it was made."""
+    """The unlearned copy of the model and how it was made. `hparams` are the effective hyper-parameters;
+    `kind` is the kind of request ("instance" or "class"; None when the method has no per-kind defaults and none
+    was given) and `kind_defaults` the hyper-parameters that came from the method's default for that kind."""
 
     model: nn.Module
     method: str
@@ -149,6 +155,26 @@ class UnlearnResult:
     log: list[dict[str, Any]] = field(default_factory=list)
     selection: dict[str, Any] | None = None  # with select: every epoch's score and the selected epoch
     tuning: dict[str, Any] | None = None  # from `lu.tune`: the search table, the best row and its total seconds
+    kind: str | None = None
+    kind_defaults: dict[str, Any] = field(default_factory=dict)
+
+
+REQUEST_KINDS = ("instance", "class")
+
+
+def check_kind(kind: str | None) -> str | None:
+    """None (decide from the data) or one of REQUEST_KINDS; one clear line otherwise."""
+    if kind is not None and kind not in REQUEST_KINDS:
+        raise UserError(f"request kind {kind!r} is unknown; pass instance or class (or leave it out to infer it)")
+    return kind
+
+
+def request_kind(forget: Any, retain: Any) -> str:
+    """The kind of a deletion request, from its data: "class" when no retain sample has a class of the forget set
+    (whole classes are forgotten), else "instance"."""
+    forgotten = set(labels_of(as_dataset(forget, "forget set")).unique().tolist())
+    kept = set(labels_of(as_dataset(retain, "retain set")).unique().tolist())
+    return "instance" if forgotten & kept else "class"
 
 
 @dataclass
@@ -297,33 +323,76 @@ class Method:
     # runs data-parallel under torchrun: every rank takes the same control-flow decisions (docs/scaling.md)
     data_parallel: ClassVar[bool] = True
     runs_epochs: ClassVar[bool] = True  # False for one-shot methods: `select` has no epoch to choose from
+    forget_pass_each_epoch: ClassVar[bool] = False  # True: `select` scores all of D_f (the method reuses the pass)
+    # defaults per kind of request ("instance" / "class"), applied under the values the caller gives
+    kind_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    kind_note: ClassVar[str] = ""  # for `lotus-unlearn methods`, where the per-kind defaults depend on a setting
 
-    def __init__(self, **hparams: Any) -> None:
-        self.cfg = build_config(self.Config, hparams, self.name)
+    def __init__(self, kind: str | None = None, **hparams: Any) -> None:
+        """`hparams` are the caller's explicit values; `kind` ("instance" or "class") says which per-kind
+        defaults apply (None: decided from the data by `request_kind` when `unlearn` runs). `cfg` is the config
+        for the given kind (the explicit values alone until a kind is known)."""
+        self.kind = check_kind(kind)
+        self.explicit = dict(hparams)
+        self.cfg, self.from_kind = self.resolve(self.kind)
         if getattr(self.cfg, "select", None) is not None and not self.runs_epochs:
             raise UserError(f"method {self.name} runs no epochs, so select has no epoch to choose; drop select")
+
+    def build(self, hparams: dict[str, Any]) -> Any:
+        """The validated Config for these hyper-parameters."""
+        return build_config(self.Config, hparams, self.name)
+
+    def defaults_for(self, kind: str) -> dict[str, Any]:
+        """This method's defaults for a kind of request (empty when it has none)."""
+        return dict(self.kind_defaults.get(kind, {}))
+
+    def has_kind_defaults(self) -> bool:
+        return any(self.defaults_for(k) for k in REQUEST_KINDS)
+
+    def resolve(self, kind: str | None) -> tuple[Any, dict[str, Any]]:
+        """(config, hyper-parameters taken from the kind default) for a kind of request: the kind's defaults under
+        the explicit values, which always win."""
+        from_kind = {k: v for k, v in self.defaults_for(kind).items() if k not in self.explicit} if kind else {}
+        return self.build({**from_kind, **self.explicit}), from_kind
 
     def run(self, ctx: Context) -> int:
         raise NotImplementedError
 
     def unlearn(self, model: nn.Module, forget: Any, retain: Any, val: Any = None) -> UnlearnResult:
-        """Return an unlearned copy of `model`; `model` itself is never modified."""
+        """Return an unlearned copy of `model`; `model` itself is never modified. Without an explicit kind, a
+        method with per-kind defaults reads the kind of request from the data (`request_kind`)."""
         if distributed.active() and not self.data_parallel:
             raise UserError(f"method {self.name} does not run under torchrun; run it in one process")
+        check_unlearn_inputs(model, forget, retain, val, self.cfg.amp)
+        kind = self.kind
+        if kind is None and self.has_kind_defaults():
+            kind = request_kind(forget, retain)
+        cfg, from_kind = self.resolve(kind) if kind != self.kind else (self.cfg, self.from_kind)
         start = time.perf_counter()
-        ctx = make_context(model, forget, retain, val, self.cfg)
-        if getattr(self.cfg, "select", None) is not None:
-            ctx.selector = RFGapSelector(ctx)
+        ctx = make_context(model, forget, retain, val, cfg, label=self.name)
+        if getattr(cfg, "select", None) is not None:
+            ctx.selector = RFGapSelector(ctx, whole_forget=self.forget_pass_each_epoch)
         epochs = self.run(ctx)
         selection = ctx.selector.finish(ctx) if ctx.selector is not None else None
         ctx.model.eval()
         ctx.model.to(memory_format=torch.contiguous_format)  # hand back plain NCHW weights
         seconds = time.perf_counter() - start
-        return UnlearnResult(ctx.model, self.name, dataclasses.asdict(self.cfg), seconds, epochs, ctx.log, selection)
+        return UnlearnResult(
+            ctx.model,
+            self.name,
+            dataclasses.asdict(cfg),
+            seconds,
+            epochs,
+            list(ctx.log),
+            selection,
+            kind=kind,
+            kind_defaults=dict(from_kind),
+        )
 
 
-def make_context(model: nn.Module, forget: Any, retain: Any, val: Any, cfg: Config) -> Context:
-    """Seed, pick the device, copy the model and freeze a teacher copy: the start of every method and of training."""
+def make_context(model: nn.Module, forget: Any, retain: Any, val: Any, cfg: Config, label: str = "") -> Context:
+    """Seed, pick the device, copy the model and freeze a teacher copy: the start of every method and of training.
+    `label` names the run in the per-epoch progress lines."""
     forget_ds = as_dataset(forget, "forget set")
     retain_ds = as_dataset(retain, "retain set")
     val_ds = as_dataset(val, "validation set") if val is not None else None
@@ -345,6 +414,7 @@ def make_context(model: nn.Module, forget: Any, retain: Any, val: Any, cfg: Conf
         generator=generator,
         noise=torch.Generator(device=device).manual_seed(cfg.seed + 1 + distributed.rank()),  # own stream per rank
         num_classes=infer_num_classes(work, forget_ds),
+        log=EpochLog(label),
     )
 
 
@@ -494,10 +564,7 @@ def subset_size(n: int, fraction: float) -> int:
 def random_subset(data: Dataset, fraction: float, generator: torch.Generator) -> Dataset:
     """A seeded random subset of `subset_size(len(data), fraction)` samples."""
     n = subset_size(len(data), fraction)
-    pos = torch.randperm(len(data), generator=generator)[:n].sort().values
-    if isinstance(data, TensorData):
-        return data.subset(pos)
-    return torch.utils.data.Subset(data, pos.tolist())
+    return take(data, torch.randperm(len(data), generator=generator)[:n].sort().values)
 
 
 def forget_and_retain_subset(ctx: Context, fraction: float) -> tuple[Dataset, int]:

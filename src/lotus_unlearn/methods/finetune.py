@@ -8,7 +8,7 @@ import time
 
 from lotus_unlearn.methods.base import Config, Context, Method, cross_entropy, make_optimizer, register, run_epoch
 
-FinetuneConfig = Config  # spec §4's fine-tuning recipe is the base defaults: SGD 1e-3, momentum 0.9, wd 5e-4
+FinetuneConfig = Config  # the LoTUS paper's fine-tuning recipe is the base defaults: SGD 1e-3, momentum 0.9, wd 5e-4
 
 
 @register

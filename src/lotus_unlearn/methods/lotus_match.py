@@ -132,8 +132,6 @@ class LotusMatch(Method):
 
     def run(self, ctx: Context) -> int:
         cfg: LotusMatchConfig = ctx.cfg
-        if cfg.match not in MATCHES:
-            raise UserError(f"match {cfg.match!r} is unknown; pass {' or '.join(MATCHES)}")
         if ctx.val is None or len(ctx.val) == 0:
             raise UserError("lotus_match needs a validation set (val=...): its targets come from unseen data")
         union, n_forget = forget_and_retain_subset(ctx, cfg.retain_fraction)

@@ -1,5 +1,5 @@
 """Random Labeling: each epoch, one pass over the forget set with fresh random *wrong* labels, then one pass
-over the retain set with the true labels (Graves et al., AAAI 2021, "amnesiac" relabelling; spec §4).
+over the retain set with the true labels (Graves et al., AAAI 2021, "amnesiac" relabelling).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from lotus_unlearn.methods.base import (
     run_epoch,
 )
 
-RandomLabelConfig = Config  # spec §4: SGD 1e-3, momentum 0.9, wd 5e-4, the base defaults
+RandomLabelConfig = Config  # the LoTUS paper's baseline recipe: SGD 1e-3, momentum 0.9, wd 5e-4, the base defaults
 
 
 def run_random_label(ctx: Context) -> int:

@@ -61,17 +61,22 @@ class Salun(Method):
         "Classification and Generation, ICLR 2024"
     )
     Config = SalunConfig
+    kind_note = "with base=lotus, LoTUS's per-kind defaults"
     notes = (
         "mask of the top 10% (SalUn's default: 50%); SalUn(LoTUS) was its best method on TinyImageNet. Other "
         "hyper-parameters are the base method's (SalUn's own RL runs: SGD, batch 256, lr tuned around 1e-2..1e-1)"
     )
 
-    def __init__(self, **hparams: Any) -> None:
+    def build(self, hparams: dict[str, Any]) -> Any:
         base = str(hparams.get("base", "random_label"))
         if base not in BASES:
             raise UserError(f"salun base {base!r} is unknown; pass one of {', '.join(BASES)}")
         cfg_cls = SalunLotusConfig if base == "lotus" else SalunConfig
-        self.cfg = build_config(cfg_cls, hparams, f"{self.name} (base={base})")
+        return build_config(cfg_cls, hparams, f"{self.name} (base={base})")
+
+    def defaults_for(self, kind: str) -> dict[str, Any]:
+        """The base method's defaults for the kind of request (SalUn(LoTUS) class-wise: LoTUS's)."""
+        return dict(Lotus.kind_defaults.get(kind, {})) if self.explicit.get("base") == "lotus" else {}
 
     def run(self, ctx: Context) -> int:
         mask = saliency_mask(ctx, ctx.cfg.mask_density)

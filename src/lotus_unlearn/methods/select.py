@@ -1,12 +1,12 @@
 """Keep the best epoch: with `select="rf_gap"` a method scores its model by RF-Gap (`metrics.rfgap`) on validation
 data after every epoch and returns the weights of the epoch with the lowest score.
 
-The score uses fixed, seeded subsets of at most `select_rows` rows of D_f, D_r and D_val (D_val halved per class
-inside `rf_gap_terms`: one half fits the attack, the other gives its unseen member rate); D_test is never read.
-Each epoch costs one batched inference pass over those rows, plus one pass of the original over the D_r and D_val
-rows at the start. When the forget rows are the whole forget set, a method that measures forget accuracy at the
-start of the next epoch (LoTUS) takes it from this pass instead of running its own
-(`Context.measured_forget_accuracy`).
+The score uses fixed, seeded subsets of at most `select_rows` rows of D_f and D_r and about as many of D_val (each
+class in proportion, at least 2 of each; halved per class inside `rf_gap_terms`: one half fits the attack, the
+other gives its unseen member rate); D_test is never read. Each epoch costs one batched inference pass over those rows, plus one pass of the original over the D_r and D_val
+rows at the start. A method that passes over the whole forget set every epoch anyway (LoTUS's forget-accuracy
+check: `Method.forget_pass_each_epoch`) has all of D_f scored, whatever `select_rows`, and takes its next check
+from this pass instead of running its own (`Context.measured_forget_accuracy`): its forget rows cost nothing.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
-from lotus_unlearn.data.base import TensorData, as_dataset, labels_of
+from lotus_unlearn.data.base import as_dataset, labels_of, take
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.metrics.predict import Predictions, predict
-from lotus_unlearn.metrics.rfgap import rf_gap_terms
+from lotus_unlearn.metrics.rfgap import rf_gap_of
 
 if TYPE_CHECKING:
     from lotus_unlearn.methods.base import Context
@@ -35,14 +35,29 @@ def _sample(data: Dataset, rows: int, generator: torch.Generator) -> Dataset:
     """`data` itself when it has at most `rows` samples, else a seeded random subset of `rows` of them."""
     if len(data) <= rows:  # type: ignore[arg-type]
         return data
-    pos = torch.randperm(len(data), generator=generator)[:rows].sort().values  # type: ignore[arg-type]
-    return data.subset(pos) if isinstance(data, TensorData) else Subset(data, pos.tolist())
+    return take(data, torch.randperm(len(data), generator=generator)[:rows].sort().values)  # type: ignore[arg-type]
+
+
+def _per_class_sample(data: Dataset, rows: int, generator: torch.Generator) -> Dataset:
+    """`data` itself when it has at most `rows` samples, else a seeded random subset with each class in proportion
+    and at least 2 of each (so both halves of `val_halves` can hold every class): about `rows` samples, more when
+    there are more than rows / 2 classes."""
+    labels = labels_of(data)
+    if len(labels) <= rows:
+        return data
+    order = torch.randperm(len(labels), generator=generator)
+    classes, counts = torch.unique(labels, return_counts=True)
+    keep = [
+        order[labels[order] == k][: max(2, round(rows * n / len(labels)))]
+        for k, n in zip(classes.tolist(), counts.tolist(), strict=True)
+    ]
+    return take(data, torch.cat(keep).sort().values)
 
 
 class RFGapScorer:
-    """RF-Gap of any model on fixed, seeded subsets of at most `rows` rows of D_f, D_r and D_val, against the
-    original's outputs on the same D_r and D_val rows (predicted once, here). Models run where their weights are
-    unless `device` is given."""
+    """RF-Gap of any model on fixed, seeded subsets of about `rows` rows of D_f (all of D_f with `whole_forget`),
+    D_r and D_val (per class: in proportion, at least 2 of each), against the original's outputs on the same D_r and D_val rows (predicted once, here). Models run
+    where their weights are unless `device` is given."""
 
     def __init__(
         self,
@@ -52,6 +67,7 @@ class RFGapScorer:
         val: Dataset | None,
         *,
         rows: int = 512,
+        whole_forget: bool = False,
         seed: int = 0,
         device: torch.device | str | None = None,
         batch_size: int | None = None,
@@ -65,9 +81,9 @@ class RFGapScorer:
         self.seed = seed
         self.opts = {"device": device, "batch_size": batch_size, "amp": amp}
         gen = torch.Generator().manual_seed(seed + SEED_OFFSET)
-        self.forget = _sample(forget, rows, gen)
+        self.forget = forget if whole_forget else _sample(forget, rows, gen)
         self.retain = _sample(retain, rows, gen)
-        self.val = _sample(val, rows, gen)
+        self.val = _per_class_sample(val, rows, gen)
         self.whole_forget = self.forget is forget
         self.retain_classes = torch.unique(labels_of(retain))
         self.original = {"retain": self._predict(original, self.retain), "val": self._predict(original, self.val)}
@@ -85,24 +101,13 @@ class RFGapScorer:
         p = {
             k: self._predict(model, d) for k, d in (("forget", self.forget), ("retain", self.retain), ("val", self.val))
         }
-        return rf_gap_terms(
-            forget_logits=p["forget"].logits,
-            forget_labels=p["forget"].labels,
-            retain_logits=p["retain"].logits,
-            retain_labels=p["retain"].labels,
-            unseen_logits=p["val"].logits,
-            unseen_labels=p["val"].labels,
-            original_retain_logits=self.original["retain"].logits,
-            original_unseen_logits=self.original["val"].logits,
-            retain_classes=self.retain_classes,
-            seed=self.seed,
-        )
+        return rf_gap_of(p, self.original, retain_classes=self.retain_classes, seed=self.seed)
 
 
 class RFGapSelector:
     """Scores `ctx.model` after each epoch and keeps a CPU copy of the best weights (see the module docstring)."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, whole_forget: bool = False) -> None:
         t0 = time.perf_counter()
         cfg = ctx.cfg
         self.scorer = RFGapScorer(
@@ -111,6 +116,7 @@ class RFGapSelector:
             ctx.retain,
             ctx.val,
             rows=cfg.select_rows,
+            whole_forget=whole_forget,
             seed=cfg.seed,
             device=ctx.device,
             batch_size=cfg.eval_batch_size,

@@ -23,9 +23,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 
-from lotus_unlearn.data.base import TensorData, concat, labels_of
+from lotus_unlearn.data.base import TensorData, concat, labels_of, take
 from lotus_unlearn.methods.base import (
     NON_NEGATIVE,
     POSITIVE,
@@ -72,7 +72,7 @@ def retain_subset_per_class(data: Dataset, per_class: int, generator: torch.Gene
     labels = labels_of(data)
     order = torch.randperm(len(labels), generator=generator)
     keep = torch.cat([order[labels[order] == c][:per_class] for c in labels.unique()]).sort().values
-    return data.subset(keep) if isinstance(data, TensorData) else Subset(data, keep.tolist())
+    return take(data, keep)
 
 
 def learn_noise(ctx: Context, label: int, shape: tuple[int, ...], cfg: UnsirConfig) -> tuple[torch.Tensor, float]:

@@ -13,7 +13,14 @@ from lotus_unlearn.metrics.divergence import (
 )
 from lotus_unlearn.metrics.evaluate import evaluate, random_init_copy
 from lotus_unlearn.metrics.mia import attack_views, cross_entropy_loss, entropy, mia, mia_holdout_accuracy
-from lotus_unlearn.metrics.predict import PredictionCache, Predictions, data_fingerprint, model_fingerprint, predict
+from lotus_unlearn.metrics.predict import (
+    PredictionCache,
+    Predictions,
+    data_fingerprint,
+    model_fingerprint,
+    predict,
+    predict_many,
+)
 from lotus_unlearn.metrics.rfgap import rf_gap, rf_gap_terms, unseen_accuracy, val_halves
 from lotus_unlearn.metrics.summary import avg_gap, avg_gap_seeds, reference_avg_gap
 
@@ -36,6 +43,7 @@ __all__ = [
     "model_fingerprint",
     "per_class_accuracy",
     "predict",
+    "predict_many",
     "random_init_copy",
     "reference_avg_gap",
     "rf_gap",

@@ -25,7 +25,9 @@ def check_logits(
         raise UserError(f"{name} has 0 columns; pass one logit per class")
     if not logits.is_floating_point():
         raise UserError(f"{name} must be floating point, got {logits.dtype}; pass the model's raw outputs")
-    if not torch.isfinite(logits).all():
+    # a finite sum proves every entry finite (a NaN or inf entry makes the sum NaN or inf); only a sum that
+    # overflowed from finite entries needs the element-wise test, which costs about 40x more
+    if not torch.isfinite(logits.sum()) and not torch.isfinite(logits).all():
         raise UserError(f"{name} contain NaN or inf; the model diverged or the input is corrupt")
     if labels is not None:
         check_labels(labels, num_classes if num_classes is not None else logits.shape[1], rows=len(logits), name=name)

@@ -1,4 +1,4 @@
-"""Divergence metrics (spec §2.2, §2.3, §2.7): JSD, RF-JSD with its noise floor, ZRF, and the reference
+"""Divergence metrics: JSD, RF-JSD with its noise floor, ZRF, and the reference
 code's variants (`*_reference_compat`) for reproducing its published numbers.
 
 Everything is computed in float64 with the natural log. Probabilities are rows that sum to 1.
@@ -10,12 +10,15 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.metrics.checks import check_labels, check_logits, check_pair, check_same_classes
 
 # rows per softmax chunk are chosen so that one chunk holds about this many float64 values (16 MiB)
 _CHUNK_VALUES = 1 << 21
+# the floor bootstrap works on n_boot x classes x C blocks of about this many float32 values (1 MiB: cache-sized)
+_FLOOR_CHUNK_VALUES = 1 << 18
 
 
 def softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -44,7 +47,7 @@ def jsd(p: torch.Tensor, q: torch.Tensor) -> float:
 
 
 def jsd_reference_compat(p: torch.Tensor, q: torch.Tensor) -> float:
-    """The reference code's "JSD" (spec §2.2), kept only to reproduce its numbers.
+    """The reference code's "JSD", kept only to reproduce its numbers.
 
     Clamp both (N, C) matrices to >= 1e-8, divide each by its total sum, M = (P+Q)/2, and return
     ½[KL(M‖P) + KL(M‖Q)] summed over all entries, divided by N. That is (1/N) times the per-row mean of the
@@ -113,7 +116,7 @@ def rf_jsd(
     unlearned_forget_logits: torch.Tensor,
     forget_labels: torch.Tensor,
 ) -> float:
-    """Retrain-free JSD (spec §2.3): mean over the classes k present in the forget set of JSD(μ_k^f, μ_k^t).
+    """Retrain-free JSD: mean over the classes k present in the forget set of JSD(μ_k^f, μ_k^t).
 
     μ_k^f is the unlearned model's mean softmax on forget samples of class k, μ_k^t the original model's mean
     softmax on test samples of class k, both re-normalised. Classes absent from the forget set are ignored.
@@ -152,8 +155,15 @@ def rf_jsd_floor(
     with the forget set's size and class mix, against its own test outputs.
 
     Returns the bootstrap mean and the 2.5% / 97.5% quantiles over `n_boot` draws: the level a model reaches
-    when the forget set is genuinely unseen data. Draw b counts how often each validation sample is picked
-    (a multinomial), so each class costs one (n_boot × pool) @ (pool × C) product.
+    when the forget set is genuinely unseen data.
+
+    Vectorised over draws and classes (about 1,000x fewer Python steps than a loop per class): one seeded array
+    of uniform picks (draw b, forget slot j -> a validation sample of slot j's class: the same distribution as
+    multinomial counts), each draw's class means taken bag by bag (`embedding_bag`) in chunks of classes, and
+    JSD(f, t) = ¼ Σ_c s_c φ(g_c), with s = f + t, g = (f − t) / s and φ(g) = 2g·atanh(g) + log(1 − g²)
+    = (1+g)log(1+g) + (1−g)log(1−g) ≥ 0. Every term is non-negative, so the float32 evaluation of this
+    per-element step (the costly one: n_boot x classes x C values) keeps a relative error near 1e-6, far below
+    the bootstrap's own spread; the sums, μ^t and the quantiles are float64.
     """
     if not isinstance(n_boot, int) or n_boot < 1:
         raise UserError(f"n_boot must be a positive integer, got {n_boot!r}")
@@ -162,20 +172,42 @@ def rf_jsd_floor(
     c = check_same_classes(original_val_logits=original_val_logits, original_test_logits=original_test_logits)
     check_labels(forget_labels, c, name="the forget set")
     present = torch.unique(forget_labels)
-    forget_counts = torch.bincount(forget_labels, minlength=c)
     mu_t = _test_class_means(original_test_logits, test_labels, present)
+    draws = torch.bincount(forget_labels, minlength=c)[present]  # forget samples per present class
+    pool_sizes = torch.bincount(val_labels, minlength=c)[present]
+    empty = present[pool_sizes == 0]
+    if len(empty):
+        raise UserError(
+            f"class {int(empty[0])} of the forget set has no validation samples, so the RF-JSD floor is undefined"
+        )
+    # validation rows of the present classes, grouped by class (stable): the pool of present class i is rows
+    # starts[i] .. starts[i] + pool_sizes[i] - 1 of `probs`
+    rank = torch.full((c,), -1, dtype=torch.long)
+    rank[present] = torch.arange(len(present))
+    keep = torch.nonzero(rank[val_labels] >= 0).flatten()
+    keep = keep[torch.sort(rank[val_labels[keep]], stable=True).indices]
+    probs = torch.softmax(original_val_logits[keep].float(), dim=1)
+    starts = torch.cumsum(pool_sizes, 0) - pool_sizes
+    slot_class = torch.repeat_interleave(torch.arange(len(present)), draws)  # forget slot -> present class
     rng = np.random.default_rng(seed)
+    picks = rng.integers(0, pool_sizes[slot_class].numpy(), size=(n_boot, len(slot_class)))
+    rows = torch.from_numpy(picks) + starts[slot_class]
+    mu_t32 = mu_t.float()
     total = torch.zeros(n_boot, dtype=torch.float64)
-    for row, k in enumerate(present.tolist()):
-        pool = torch.nonzero(val_labels == k).flatten()
-        if len(pool) == 0:
-            raise UserError(f"class {k} of the forget set has no validation samples, so the RF-JSD floor is undefined")
-        probs = softmax(original_val_logits[pool])
-        n = int(forget_counts[k])
-        picks = torch.from_numpy(rng.multinomial(n, np.full(len(pool), 1.0 / len(pool)), size=n_boot)).double()
-        mu_f = picks @ probs / n
-        mu_f = mu_f / mu_f.sum(1, keepdim=True)
-        total += _jsd_rows(mu_f, mu_t[row].expand_as(mu_f))
+    slot_start = torch.cumsum(draws, 0) - draws
+    budget = max(1, _FLOOR_CHUNK_VALUES // (n_boot * c))  # classes per chunk: n_boot x classes x C values
+    edge = 1.0 - 2.0**-24  # the largest float32 below 1: keeps atanh finite where a probability is 0
+    for k in range(0, len(present), budget):
+        stop = min(len(present), k + budget)
+        lo, hi = int(slot_start[k]), int(slot_start[stop - 1] + draws[stop - 1])
+        # one bag per (draw, class): the mean of its picked rows is μ^f (a mean of softmax rows sums to 1)
+        offsets = (torch.arange(n_boot).view(-1, 1) * (hi - lo) + (slot_start[k:stop] - lo).view(1, -1)).flatten()
+        f = F.embedding_bag(rows[:, lo:hi].flatten(), probs, offsets, mode="mean").view(n_boot, stop - k, c)
+        t = mu_t32[k:stop]
+        s = f + t
+        g = f.sub_(t).div_(s).clamp_(-edge, edge)
+        phi = torch.atanh(g).mul_(g).mul_(2).add_(torch.log1p(g.square().neg_()))
+        total += torch.linalg.vecdot(s, phi).double().div_(4).clamp_(0.0, math.log(2)).sum(1)
     values = (total / len(present)).numpy()
     return {
         "mean": float(values.mean()),
@@ -195,7 +227,7 @@ def _check_pair_logits(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: st
 
 
 def zrf(unlearned_forget_logits: torch.Tensor, random_forget_logits: torch.Tensor) -> float:
-    """Zero Retrain Forgetting (spec §2.7): 1 − mean over the forget set of JSD(softmax(f_u(x)), softmax(f_rand(x))),
+    """Zero Retrain Forgetting: 1 − mean over the forget set of JSD(softmax(f_u(x)), softmax(f_rand(x))),
     f_rand a randomly initialised model of the same architecture. Natural log, so it lies in [1 − ln 2, 1];
     1 = as uninformed as an untrained model, ≈ 0.31 = completely different from it."""
     _check_pair_logits(unlearned_forget_logits, random_forget_logits, "unlearned_forget_logits", "random_forget_logits")

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from lotus_unlearn.data.base import as_dataset
 from lotus_unlearn.errors import UserError
+from lotus_unlearn.inputs import check_items, check_module, input_error
 from lotus_unlearn.metrics.checks import check_logits
 from lotus_unlearn.metrics.classification import accuracy, per_class_accuracy
 from lotus_unlearn.metrics.divergence import (
@@ -32,7 +33,7 @@ from lotus_unlearn.metrics.mia import (
     mia_holdout_from_scores,
 )
 from lotus_unlearn.metrics.predict import PredictionCache, Predictions, data_fingerprint, model_fingerprint
-from lotus_unlearn.metrics.rfgap import rf_gap_terms
+from lotus_unlearn.metrics.rfgap import rf_gap_of
 from lotus_unlearn.metrics.summary import avg_gap
 
 SPLITS = ("forget", "retain", "test", "val")
@@ -197,6 +198,13 @@ def evaluate(
     if unknown:
         raise UserError(f"unknown split names {', '.join(unknown)}; use forget, retain, test and val")
     data = {k: as_dataset(splits[k], f"{k} split") for k in SPLITS if k in splits}
+    for k, d in data.items():
+        check_items(d, f"{k} split")
+    for what, m in {"model": model, "original": original, "gold": gold, "random_model": random_model}.items():
+        if m is not None or what == "model":
+            check_module(m, what)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise UserError(f"n_boot must be a positive number of bootstrap draws, got {n_boot!r}")
     data_keys = {k: data_fingerprint(d) for k, d in data.items()}
     cache = cache if cache is not None else PredictionCache()
     opts = {"batch_size": batch_size, "device": device, "amp": amp}
@@ -205,7 +213,13 @@ def evaluate(
     model_keys = {id(m): model_fingerprint(m) for m in [*together, rand]}
     for k, d in data.items():  # one pass per split for every model: each batch is loaded (decoded) once
         group = [*together, rand] if k == "forget" else together
-        cache.get_many(group, d, model_keys=[model_keys[id(m)] for m in group], data_key=data_keys[k], **opts)
+        try:
+            cache.get_many(group, d, model_keys=[model_keys[id(m)] for m in group], data_key=data_keys[k], **opts)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # e.g. inputs of a shape it cannot take
+            if isinstance(exc, UserError):
+                raise
+            names = "the model" if len(together) == 1 else "the model, original or gold model"
+            raise input_error(exc, names, f"the {k} split's inputs") from exc
 
     def run(
         m: nn.Module, name: str, names: tuple[str, ...] = tuple(data), reference: dict[str, Predictions] | None = None
@@ -302,18 +316,7 @@ def _add_rf_gap(
     retain_classes = torch.unique(preds["retain"].labels)
 
     def terms(p: Mapping[str, Predictions]) -> dict[str, float]:
-        return rf_gap_terms(
-            forget_logits=p["forget"].logits,
-            forget_labels=p["forget"].labels,
-            retain_logits=p["retain"].logits,
-            retain_labels=p["retain"].labels,
-            unseen_logits=p[unseen].logits,
-            unseen_labels=p[unseen].labels,
-            original_retain_logits=po["retain"].logits,
-            original_unseen_logits=po[unseen].logits,
-            retain_classes=retain_classes,
-            seed=seed,
-        )
+        return rf_gap_of(p, po, unseen=unseen, retain_classes=retain_classes, seed=seed)
 
     diag["rf_gap_unseen"] = unseen
     try:

@@ -1,4 +1,4 @@
-"""Membership inference (spec §2.4): the paper's entropy attack, plus threshold-free views of two attacks.
+"""Membership inference: the paper's entropy attack, plus threshold-free views of two attacks.
 
 The public functions take logits; the `*_from_scores` helpers take per-sample entropies / losses so that
 `evaluate` computes each model's scores once.

@@ -15,6 +15,7 @@ selection, never D_test):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from lotus_unlearn.errors import UserError
 from lotus_unlearn.metrics.checks import check_labels, check_logits, check_same_classes
 from lotus_unlearn.metrics.classification import accuracy
 from lotus_unlearn.metrics.mia import _entropy, fit_entropy_attack, member_rate
+
+if TYPE_CHECKING:
+    from lotus_unlearn.metrics.predict import Predictions
 
 RF_GAP_KEYS = ("mia", "acc_forget", "acc_retain", "acc_unseen")
 
@@ -131,3 +135,27 @@ def rf_gap_terms(
         **values,
         **{f"{k}_target": v for k, v in targets.items()},
     }
+
+
+def rf_gap_of(
+    model: Mapping[str, Predictions],
+    original: Mapping[str, Predictions],
+    *,
+    unseen: str = "val",
+    retain_classes: torch.Tensor | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """`rf_gap_terms` from per-split predictions: `model`'s on "forget", "retain" and `unseen`, the original's on
+    "retain" and `unseen` (the same rows)."""
+    return rf_gap_terms(
+        forget_logits=model["forget"].logits,
+        forget_labels=model["forget"].labels,
+        retain_logits=model["retain"].logits,
+        retain_labels=model["retain"].labels,
+        unseen_logits=model[unseen].logits,
+        unseen_labels=model[unseen].labels,
+        original_retain_logits=original["retain"].logits,
+        original_unseen_logits=original[unseen].logits,
+        retain_classes=retain_classes,
+        seed=seed,
+    )

@@ -1,4 +1,4 @@
-"""Avg Gap (spec §2.5): mean |difference| to the gold model over MIA and forget / retain / test accuracy."""
+"""Avg Gap: mean |difference| to the gold model over MIA and forget / retain / test accuracy."""
 
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ ROWS = [
     ("test acc", "acc_test", "{:.4f}"),
     ("MIA", "mia", "{:.4f}"),
     ("RF-JSD", "rf_jsd", "{:.5f}"),
+    ("RF-Gap", "rf_gap", "{:.4f}"),
 ]
 
 # The full table of the report: (label, where, key, format, help). where: "m" = metrics[prefix + key];
@@ -108,55 +109,81 @@ def build_report(
     *,
     request: dict[str, Any],
     split: Split,
-    result: UnlearnResult,
+    result: UnlearnResult | None,
     input_model: Any,
     metrics: dict[str, Any],
+    kind: str | None = None,
     extra: dict[str, Any] | None = None,
     lineage: dict[str, Any] | None = None,
     timings: dict[str, float] | None = None,
+    model: Any = None,
+    method_name: str | None = None,
 ) -> dict[str, Any]:
     """Everything needed to audit one unlearning run, JSON-serialisable.
 
     `lineage` (from `lineage_of`) links a request on an already-unlearned checkpoint to the previous report;
-    `timings` adds e.g. evaluate_seconds to the unlearning time.
+    `timings` adds e.g. evaluate_seconds to the unlearning time; `kind` ("instance" / "class", default the split's)
+    is the kind of request the verdict judges. For a model unlearned elsewhere (an audit only), pass `result=None`,
+    the evaluated `model`, and `method_name` if known; `input_model` (the original) may then be None.
     """
-    input_sha = state_dict_hash(input_model)
+    kind = kind or split.kind
+    input_sha = state_dict_hash(input_model) if input_model is not None else None
+    output = result.model if result is not None else model
     versions = provenance()
     run = {
-        "device": _device_of(result.model),
+        "device": _device_of(output),
         "cuda_device": versions.get("cuda_device"),
-        "unlearn_seconds": result.seconds,
+        "unlearn_seconds": result.seconds if result is not None else None,
         **(timings or {}),
     }
+    if result is not None:
+        method = {
+            "name": result.method,
+            "hparams": result.hparams,
+            "kind": result.kind,
+            "kind_defaults": result.kind_defaults,
+            "seconds": result.seconds,
+            "epochs_run": result.epochs_run,
+            "log": result.log,
+            "selection": result.selection,
+            "tuning": result.tuning,
+        }
+    else:
+        method = {"name": method_name or "not recorded", "hparams": {}, "seconds": None, "epochs_run": None, "log": []}
     report = {
         "format": FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "request": {
             **request,
             "forget_size": len(split.forget_ids),
-            "forget_kind": split.kind,
+            "forget_kind": kind,
             "forget_classes": split.classes,
             "forget_description": split.description,
             "forget_ids_sha256": split.sha256,
         },
-        "method": {
-            "name": result.method,
-            "hparams": result.hparams,
-            "seconds": result.seconds,
-            "epochs_run": result.epochs_run,
-            "log": result.log,
-            "selection": result.selection,
-            "tuning": result.tuning,
-        },
-        "weights": {"input_sha256": input_sha, "output_sha256": state_dict_hash(result.model)},
+        "method": method,
+        "weights": {"input_sha256": input_sha, "output_sha256": state_dict_hash(output)},
         "lineage": lineage or {"parent_weights_sha256": input_sha, "previous_report": None, "history": []},
         "run": run,
         "metrics": metrics,
-        "verdict": verdict(metrics, split.kind, len(split.forget_ids)),
+        "verdict": verdict(metrics, kind, len(split.forget_ids), method=method["name"]),
         "versions": versions,
         **(extra or {}),
     }
     return report
+
+
+def hparams_text(result: UnlearnResult | dict[str, Any]) -> str:
+    """The effective hyper-parameters on one line, those from the kind-of-request default first and marked, e.g.
+    `alpha=32.0 (class-wise default), a_ref=0.0 (class-wise default), epochs=10, ...`. Takes an UnlearnResult or a
+    report's "method" section."""
+    if isinstance(result, UnlearnResult):
+        hparams, from_kind, kind = result.hparams, result.kind_defaults, result.kind
+    else:
+        hparams, from_kind, kind = result.get("hparams") or {}, result.get("kind_defaults") or {}, result.get("kind")
+    parts = [f"{k}={hparams[k]} ({kind}-wise default)" for k in hparams if k in from_kind]
+    parts += [f"{k}={v}" for k, v in hparams.items() if k not in from_kind]
+    return ", ".join(parts)
 
 
 # --- sequential requests --------------------------------------------------------------------------------------------
@@ -334,6 +361,8 @@ def _context(report: dict[str, Any], plots: dict[str, Any] | None = None) -> dic
         "run": report.get("run") or {"device": meth["hparams"].get("device")},
         "timings": timings,
         "hparams": meth.get("hparams") or {},
+        "kind_defaults": meth.get("kind_defaults") or {},
+        "hparams_line": hparams_text(meth),
         "log": meth.get("log") or [],
         "log_keys": sorted({k for row in meth.get("log") or [] for k in row}, key=_log_order),
         "selection": selection_view(meth),
@@ -376,8 +405,17 @@ def render_html(report: dict[str, Any]) -> str:
 
 def write_report(report: dict[str, Any], out: str | Path) -> list[Path]:
     """Write report.json, report.md and report.html into `out`, each atomically. Everything is rendered before the
-    first file is written, so a rendering error leaves the previous files untouched."""
+    first file is written, so a rendering error leaves the previous files untouched. Into the output folder of a
+    run (a link to its generations) the report is published as a new generation beside the run's other files, so
+    the folder stays whole and the earlier generation is kept."""
+    from lotus_unlearn.outputs import new_generation
+
+    _check_report(report, "the report")
     out = Path(out)
+    if out.is_symlink():
+        with new_generation(out, overwrite=True, base=out) as gen:
+            written = write_report(report, gen.path)
+        return [out / p.name for p in written]
     texts = {
         "report.json": json.dumps(report, indent=2, default=_json_default) + "\n",
         "report.md": render_markdown(report),
@@ -399,10 +437,15 @@ def load_report(run_dir: str | Path) -> dict[str, Any]:
         report = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid JSON ({exc}); re-run the unlearning to write it again") from exc
+    _check_report(report, str(path))
+    return report
+
+
+def _check_report(report: Any, source: str) -> None:
+    """One line unless `report` is a report dict (as `unlearn`, `evaluate` and `lu.audit` build them)."""
     missing = [
         k for k in ("request", "method", "weights", "metrics") if not isinstance(report, dict) or k not in report
     ]
     if missing or not str(report.get("format", "")).startswith("lotus-unlearn-report/"):
         what = f"lacks {', '.join(missing)}" if missing else "has no lotus-unlearn-report format tag"
-        raise UserError(f"{path} is not a lotus-unlearn report ({what}); pass the output folder of `unlearn`")
-    return report
+        raise UserError(f"{source} is not a lotus-unlearn report ({what}); pass the output folder of `unlearn`")

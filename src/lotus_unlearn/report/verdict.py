@@ -4,7 +4,12 @@ Instance-wise requests (a list of samples, or a fraction of each class) are judg
 RF-JSD against its noise floor, and the entropy membership attack against the rate at which the same attack calls
 unseen test samples members. Class-wise requests (whole classes) are judged on forget accuracy against chance;
 RF-JSD is not meaningful there (its target, the original model on test images of the class, still recognises the
-class; see lotus-method.md §2.3). Either way, such metrics are evidence, not proof.
+class). Either way, such metrics are evidence, not proof.
+
+Three outcomes: "forgotten"; "not forgotten" (with what to try next, from the checks that failed); and "nothing to
+forget", when the original model already passed the same checks before unlearning: the forget set could not be told
+apart from unseen data in the first place, so a pass says little about the unlearning. "inconclusive" when a
+decisive check could not be run (no original model, or no validation split).
 """
 
 from __future__ import annotations
@@ -69,9 +74,9 @@ def num_classes(metrics: dict[str, Any]) -> int | None:
     return None
 
 
-def rf_jsd_check(metrics: dict[str, Any]) -> dict[str, Any]:
-    """RF-JSD at or below the upper end of its noise floor's 95% interval."""
-    value = _num(metrics, "rf_jsd")
+def rf_jsd_check(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """RF-JSD at or below the upper end of its noise floor's 95% interval (`prefix` "original_": the original's)."""
+    value = _num(metrics, prefix + "rf_jsd")
     floor = (metrics.get("diagnostics") or {}).get("rf_jsd_floor")
     meaning = (
         "class by class, the unlearned model's mean prediction on the forget set is no further from the original "
@@ -101,11 +106,14 @@ def mia_tolerance(test_rate: float, n_forget: int | None, n_test: int | None = N
     return max(MIA_MIN_TOLERANCE, MIA_Z * se)
 
 
-def mia_check(metrics: dict[str, Any], n_forget: int | None, *, decisive: bool = True) -> dict[str, Any]:
-    """The attack calls forget samples members about as often as unseen test samples (two-sided)."""
-    value = _num(metrics, "mia")
+def mia_check(
+    metrics: dict[str, Any], n_forget: int | None, *, decisive: bool = True, prefix: str = ""
+) -> dict[str, Any]:
+    """The attack calls forget samples members about as often as unseen test samples (two-sided; `prefix`
+    "original_": the original model's)."""
+    value = _num(metrics, prefix + "mia")
     diag = metrics.get("diagnostics") or {}
-    rate = _num(diag, "mia_test_rate")
+    rate = _num(diag, prefix + "mia_test_rate")
     n_test = (diag.get("sizes") or {}).get("test")
     meaning = (
         "an entropy membership attack (members = retain, non-members = test ∪ val) calls forget samples training "
@@ -115,7 +123,7 @@ def mia_check(metrics: dict[str, Any], n_forget: int | None, *, decisive: bool =
     if value is None or rate is None:
         return _check("MIA vs test member rate", value, "needs the test member rate", None, meaning, decisive=decisive)
     tol = mia_tolerance(rate, n_forget, n_test)
-    return _check(
+    check = _check(
         "MIA vs test member rate",
         value,
         f"within {rate:.4f} ± {tol:.4f} (the attack's member rate on unseen test samples ± sampling noise)",
@@ -123,11 +131,12 @@ def mia_check(metrics: dict[str, Any], n_forget: int | None, *, decisive: bool =
         meaning,
         decisive=decisive,
     )
+    return {**check, "side": "above" if value > rate else "below"}
 
 
-def chance_check(metrics: dict[str, Any], n_forget: int | None) -> dict[str, Any]:
-    """Forget accuracy at or below chance (1/K) plus sampling noise."""
-    value = _num(metrics, "acc_forget")
+def chance_check(metrics: dict[str, Any], n_forget: int | None, prefix: str = "") -> dict[str, Any]:
+    """Forget accuracy at or below chance (1/K) plus sampling noise (`prefix` "original_": the original's)."""
+    value = _num(metrics, prefix + "acc_forget")
     k = num_classes(metrics)
     meaning = "the model no longer recognises the forgotten class(es) better than guessing among all classes"
     if value is None or not k:
@@ -164,37 +173,102 @@ def utility_check(metrics: dict[str, Any], kind: str) -> dict[str, Any]:
     )
 
 
-def verdict(metrics: dict[str, Any], forget_kind: str = "instance", n_forget: int | None = None) -> dict[str, Any]:
-    """Judge one unlearning run from `evaluate`'s output.
+def decisive_checks(metrics: dict[str, Any], forget_kind: str, n_forget: int | None, prefix: str = "") -> list:
+    """The checks that decide the verdict: RF-JSD and MIA instance-wise, forget accuracy vs chance class-wise."""
+    if forget_kind == "class":
+        return [chance_check(metrics, n_forget, prefix)]
+    return [rf_jsd_check(metrics, prefix), mia_check(metrics, n_forget, prefix=prefix)]
 
-    Returns {"status": "forgotten" | "not forgotten" | "inconclusive", "headline", "checks" (each with value,
-    threshold, result, meaning; `decisive` ones decide the status), "notes", "caveat"}.
+
+def next_steps(checks: list[dict[str, Any]], method: str | None, forget_kind: str) -> list[str]:
+    """What to try after "not forgotten", from the decisive checks that failed."""
+    lotus = method in ("lotus", "salun")
+    stronger = (
+        "a larger alpha (e.g. --hparam alpha=8) or more epochs"
+        if lotus
+        else "more epochs or a larger lr (--hparam epochs=N, --hparam lr=X)"
+    )
+    out = []
+    for c in checks:
+        if not c["decisive"] or c["result"] != FAIL:
+            continue
+        if c["name"].startswith("RF-JSD"):
+            out.append(f"{stronger}: RF-JSD is above the noise floor, the forget set is still treated as seen")
+        elif c["name"].startswith("MIA"):
+            out.append(
+                "a weaker setting (smaller alpha, fewer epochs or a smaller lr): the attack now calls the forget set "
+                "members less often than unseen data, so it stands out as deliberately forgotten"
+                if c.get("side") == "below"
+                else f"{stronger}: the attack still calls the forget set members more often than unseen data"
+            )
+        elif c["name"].startswith("forget accuracy"):
+            out.append(
+                "more epochs, or the class-wise setting a_ref=0 alpha=32 if it was overridden"
+                if lotus and forget_kind == "class"
+                else f"{stronger}: the forgotten class is still recognised better than chance"
+            )
+    if out:
+        out.append("another method (lotus-unlearn methods lists them), compared with `lotus-unlearn bench`")
+    return out
+
+
+def verdict(
+    metrics: dict[str, Any],
+    forget_kind: str | None = None,
+    n_forget: int | None = None,
+    *,
+    method: str | None = None,
+) -> dict[str, Any]:
+    """Judge one unlearning run from `evaluate`'s output, or from a whole report (its metrics, kind of request,
+    forget-set size and method are then read from it): `lu.verdict(report)`.
+
+    Returns {"status": "forgotten" | "not forgotten" | "nothing to forget" | "inconclusive", "headline" (the
+    one-line reason), "checks" (each with value, threshold, result, meaning; `decisive` ones decide the status),
+    "next_steps" (what to try when not forgotten), "notes", "caveat"}.
     """
+    if isinstance(metrics.get("metrics"), dict) and isinstance(metrics.get("request"), dict):  # a whole report
+        req, meth = metrics["request"], metrics.get("method") or {}
+        forget_kind = forget_kind or req.get("forget_kind")
+        n_forget = n_forget if n_forget is not None else req.get("forget_size")
+        method = method or meth.get("name")
+        metrics = metrics["metrics"]
+    forget_kind = forget_kind or "instance"
     if forget_kind not in ("instance", "class"):
         raise ValueError(f"forget_kind must be 'instance' or 'class', got {forget_kind!r}")
     if n_forget is None:
         n_forget = ((metrics.get("diagnostics") or {}).get("sizes") or {}).get("forget")
     notes: list[str] = []
+    checks = decisive_checks(metrics, forget_kind, n_forget)
     if forget_kind == "class":
-        checks = [chance_check(metrics, n_forget), mia_check(metrics, n_forget, decisive=False)]
+        checks.append(mia_check(metrics, n_forget, decisive=False))
         notes.append(
             "Class-wise request: RF-JSD is not used, because its target (the original model on test images of the "
             "forgotten class) still recognises the class and would reward keeping it. The membership attack is "
             "shown for information only."
         )
-    else:
-        checks = [rf_jsd_check(metrics), mia_check(metrics, n_forget)]
     checks.append(utility_check(metrics, forget_kind))
 
     decisive = [c for c in checks if c["decisive"]]
+    before = decisive_checks(metrics, forget_kind, n_forget, prefix="original_")
+    nothing_to_forget = all(c["result"] == PASS for c in before)
+    steps: list[str] = []
     if any(c["result"] == FAIL for c in decisive):
         status = "not forgotten"
         failed = ", ".join(c["name"] for c in decisive if c["result"] == FAIL)
         headline = f"Not shown to be forgotten: the forget set still stands out ({failed} failed)."
+        steps = next_steps(checks, method, forget_kind)
     elif any(c["result"] == NOT_CHECKED for c in decisive):
         status = "inconclusive"
         missing = ", ".join(c["name"] for c in decisive if c["result"] == NOT_CHECKED)
         headline = f"Inconclusive: {missing} could not be checked (evaluate with the original model and a val split)."
+    elif nothing_to_forget:
+        status = "nothing to forget"
+        headline = (
+            "Before unlearning, the original model already passed the same checks ("
+            + ", ".join(c["name"] for c in before)
+            + "), so the forget set could not be told apart from unseen data and this pass says little about the "
+            "unlearning."
+        )
     else:
         status = "forgotten"
         headline = (
@@ -206,16 +280,21 @@ def verdict(metrics: dict[str, Any], forget_kind: str = "instance", n_forget: in
     utility = checks[-1]
     if utility["result"] == FAIL:
         notes.append(f"Warning: utility dropped; {utility['name']} failed ({utility['threshold']}).")
-    if forget_kind == "instance":
-        before_rf, floor = _num(metrics, "original_rf_jsd"), (metrics.get("diagnostics") or {}).get("rf_jsd_floor")
-        if before_rf is not None and floor and before_rf <= float(floor["high"]):
-            notes.append(
-                "The original model's RF-JSD was already within the noise floor: it did not treat the forget set "
-                "differently from unseen data, so there was little to forget."
-            )
+    if forget_kind == "instance" and status != "nothing to forget" and before[0]["result"] == PASS:
+        notes.append(
+            "The original model's RF-JSD was already within the noise floor: it did not treat the forget set "
+            "differently from unseen data, so there was little to forget."
+        )
     if "avg_gap" in metrics:
         notes.append(
             f"Against the retrained gold model: Avg Gap {float(metrics['avg_gap']):.4f}, JSD {float(metrics['jsd']):.5f} "
             "(lower is closer to retraining from scratch without the forget set)."
         )
-    return {"status": status, "headline": headline, "checks": checks, "notes": notes, "caveat": CAVEAT}
+    return {
+        "status": status,
+        "headline": headline,
+        "checks": checks,
+        "next_steps": steps,
+        "notes": notes,
+        "caveat": CAVEAT,
+    }
