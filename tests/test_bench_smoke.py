@@ -1,8 +1,8 @@
 """`lotus-unlearn bench run CONFIG --smoke` for every config in configs/ (recursively): the same config end to end at
-toy size, on data generated in its own format, every method, the report written. All of them take well over the
-default suite's budget on 2 CPU cores (about a minute each for the small ones, several for the paper's ResNet
-grids), so they are `slow`, except the retrain-free ImageNet-1k grid (~1 min), whose report must render in the
-paper's units."""
+toy size, on data generated in its own format, every method, the report written. Together they take far more than
+the default suite's budget on 2 shared CPU cores (measured with the CLI at load average ~17: mufac_vit 76 s,
+mufac_resnet18 143 s, imagenet_vit_rf 49 s; the 56-cell CIFAR ResNet18 grids several times the MUFAC one), so
+they are `slow`, except the retrain-free ImageNet-1k grid, whose report must render in the paper's units."""
 
 from __future__ import annotations
 
