@@ -100,7 +100,7 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str]] = {
     "corrupt sidecar": (lambda e: unlearn(e, ckpt=_corrupt_sidecar(e)), "sidecar .* is not valid JSON"),
     "missing gold": (lambda e: unlearn(e, "--gold", str(e.root / "nope.pt")), "does not exist"),
     # names
-    "unknown dataset": (lambda e: [*unlearn(e), "--dataset", "nope"], "trained on digits, not nope; leave --dataset out"),
+    "unknown dataset": (lambda e: [*unlearn(e), "--dataset", "nope"], "unknown dataset 'nope'"),
     "unknown model": (lambda e: ["train", "--dataset", "digits", "--model", "nope", "--out", str(e.root / "out" / "m.safetensors")], "unknown model 'nope'"),
     "unknown method": (lambda e: unlearn(e, "--method", "nope"), "unknown method 'nope'"),
     "unknown hyper-parameter": (lambda e: unlearn(e, "--hparam", "nope=1"), "unknown hyper-parameter.*nope"),
