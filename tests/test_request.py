@@ -146,6 +146,13 @@ def test_mismatched_gold_is_refused_unless_allowed(trained, tmp_path, capsys) ->
     assert check["status"] == "mismatch allowed" and check["mismatches"][0].startswith("forget set")
 
 
+def test_allow_mismatched_gold_without_a_gold_is_one_line(trained, tmp_path, capsys) -> None:
+    out = tmp_path / "nogold"
+    assert main(unlearn_args(trained, out, "--forget-fraction", "0.1", "--allow-mismatched-gold")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "none was given" in err and not out.exists()
+
+
 def test_gold_mismatches_name_the_training_subset_and_dataset() -> None:
     from lotus_unlearn.history import CheckpointRecord, DeletionHistory, TrainSubset
     from lotus_unlearn.request import gold_mismatches

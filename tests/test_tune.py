@@ -37,6 +37,12 @@ def test_candidates_follow_the_space_and_the_budget():
     both = candidates(["finetune", "scrub"], 3, {}, {"epochs": [1, 2]})
     assert both == [("finetune", {"epochs": 1}), ("scrub", {"epochs": 1}), ("finetune", {"epochs": 2})]
     assert candidates(["finetune"], 4, {"lr": 0.5}, None) == [("finetune", {})]  # all fixed: that one run
+    # SSD has no learning rate: its alpha and dampening are searched
+    assert candidates(["ssd"], 3, {}, None) == [
+        ("ssd", {"alpha": 10.0, "dampening": 1.0}),
+        ("ssd", {"alpha": 10.0, "dampening": 0.5}),
+        ("ssd", {"alpha": 5.0, "dampening": 1.0}),
+    ]
 
 
 def test_tune_keeps_the_lowest_rf_gap_and_leaves_the_input_alone(digits, digits_split, digits_original):

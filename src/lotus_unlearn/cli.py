@@ -322,7 +322,7 @@ def unlearn_cmd(
         bool,
         typer.Option(
             "--tune",
-            help="Search the method's key settings (LoTUS: alpha x lr; others: lr x 1, 3, 1/3, 10; --hparam "
+            help="Search the method's key settings (LoTUS: alpha x lr; SSD: alpha x dampening; others: lr x 1, 3, 1/3, 10; --hparam "
             "settings stay fixed) and keep the model with the lowest RF-Gap on validation data; each run keeps its "
             "best epoch. The search table and its time go in the report.",
         ),

@@ -275,6 +275,11 @@ def gold_model(
     """The gold model and its check record (None, None without one); a warning line for a gold model that cannot be
     checked or was allowed to differ. A model object is the caller's to vouch for."""
     if gold is None:
+        if allow_mismatch:
+            raise UserError(
+                "--allow-mismatched-gold (allow_mismatched_gold=True) accepts a gold model, but none was given; "
+                "add --gold FILE or leave it out"
+            )
         return None, None
     bundle = req.exp.bundle
     if isinstance(gold, nn.Module):

@@ -23,8 +23,12 @@ from lotus_unlearn.methods.base import request_kind
 from lotus_unlearn.methods.select import RFGapScorer
 
 # the key settings searched by default, in the order the budget takes them: the product of the lists, first key
-# slowest, so a budget of 4 gives LoTUS alpha {2, 8} x lr {1e-4, 3e-4}
-SPACES: dict[str, dict[str, list[Any]]] = {"lotus": {"alpha": [2.0, 8.0, 4.0, 16.0], "lr": [1e-4, 3e-4]}}
+# slowest, so a budget of 4 gives LoTUS alpha {2, 8} x lr {1e-4, 3e-4}. SSD trains nothing (no learning rate): its
+# selection weighting alpha and dampening lambda are searched instead
+SPACES: dict[str, dict[str, list[Any]]] = {
+    "lotus": {"alpha": [2.0, 8.0, 4.0, 16.0], "lr": [1e-4, 3e-4]},
+    "ssd": {"alpha": [10.0, 5.0, 20.0, 2.0], "dampening": [1.0, 0.5]},
+}
 LR_FACTORS = (1.0, 3.0, 1.0 / 3.0, 10.0)  # other methods: their learning rate times these
 
 
@@ -86,7 +90,7 @@ def tune(
     unlearned copy with the lowest RF-Gap on validation data; `model` is never modified.
 
     `space` maps hyper-parameter names to the values to try (their product, in order); by default LoTUS searches
-    alpha x lr and other methods lr x (1, 3, 1/3, 10). `hparams` are fixed for every candidate and never searched.
+    alpha x lr, SSD alpha x dampening and other methods lr x (1, 3, 1/3, 10). `hparams` are fixed for every candidate and never searched.
     The result's `tuning` holds the whole table (one row per candidate: method, settings, score and its terms,
     selected epoch, seconds), the best row's index and the total seconds of the search.
     """
