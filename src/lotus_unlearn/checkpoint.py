@@ -32,7 +32,15 @@ from lotus_unlearn.history import (
 from lotus_unlearn.models import create_model
 from lotus_unlearn.models.registry import check_trusted
 from lotus_unlearn.outputs import verify_checkpoint_folder
-from lotus_unlearn.utils import WEIGHTS_HASH_FORMAT, atomic_path, provenance, state_dict_hash, write_json_atomic
+from lotus_unlearn.utils import (
+    WEIGHTS_HASH_FORMAT,
+    atomic_path,
+    is_int,
+    provenance,
+    short_repr,
+    state_dict_hash,
+    write_json_atomic,
+)
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
@@ -78,10 +86,6 @@ def save_checkpoint(
 MAX_SIDECAR_BYTES = 256 * 2**20  # a sidecar holds a recipe, a log and forgotten ids: far less than this
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 # what each field a reader uses must be (a check and what it should hold); the deletion history's fields are
 # checked where it is parsed (history.record_from)
 SIDECAR_FIELDS: dict[str, tuple[Any, str]] = {
@@ -93,7 +97,7 @@ SIDECAR_FIELDS: dict[str, tuple[Any, str]] = {
         'a mapping {"name": ..., "kwargs": {...}} or null (a model built in Python)',
     ),
     "dataset": (lambda v: isinstance(v, str), "a dataset name"),
-    "train_size": (lambda v: v is None or (_is_int(v) and v > 0), "a positive integer or null"),
+    "train_size": (lambda v: v is None or is_int(v, 1), "a positive integer or null"),
     "data_args": (lambda v: isinstance(v, dict), "a mapping of dataset options"),
 }
 
@@ -113,13 +117,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise UserError(f"checkpoint sidecar {side} is not a JSON object; restore or delete it")
     for key, (ok, what) in SIDECAR_FIELDS.items():
         if key in meta and not ok(meta[key]):
-            raise UserError(f"checkpoint sidecar {side}: {key} must be {what}, got {_short(meta[key])}; restore it")
+            raise UserError(f"checkpoint sidecar {side}: {key} must be {what}, got {short_repr(meta[key])}; restore it")
     return meta
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def header_metadata(path: str | Path) -> dict[str, str]:

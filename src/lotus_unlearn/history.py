@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from lotus_unlearn.errors import LotusWarning, UserError
-from lotus_unlearn.utils import ids_sha256
+from lotus_unlearn.utils import ids_sha256, is_int
 
 KEY = "lotus_unlearn"
 FORMAT = "1"
@@ -72,12 +72,12 @@ class TrainSubset:
         if not isinstance(raw, dict):
             raise _bad(source, "train_subset is not an object")
         size = raw.get("train_size")
-        if size is not None and not _is_int(size, 1):
+        if size is not None and not is_int(size, 1):
             raise _bad(source, f"train_size {size!r} is not a positive integer")
         if not isinstance(raw.get("dataset"), str) or not raw["dataset"]:
             raise _bad(source, "train_subset has no dataset name")
         for key in ("seed", "n_train"):
-            if not _is_int(raw.get(key), 0):
+            if not is_int(raw.get(key), 0):
                 raise _bad(source, f"train_subset {key} {raw.get(key)!r} is not a non-negative integer")
         if not isinstance(raw.get("ids_sha256"), str) or not _SHA.fullmatch(raw["ids_sha256"]):
             raise _bad(source, "train_subset ids_sha256 is not a SHA-256 hex digest")
@@ -127,9 +127,9 @@ class DeletionHistory:
     @classmethod
     def from_metadata(cls, md: dict[str, Any], source: str) -> DeletionHistory:
         count, requests = md.get("forgotten_count"), md.get("requests")
-        if not _is_int(count, 0) or count > MAX_IDS:
+        if not is_int(count, 0) or count > MAX_IDS:
             raise _bad(source, f"forgotten_count {count!r} is not an integer in 0..{MAX_IDS:,}")
-        if not _is_int(requests, 0):
+        if not is_int(requests, 0):
             raise _bad(source, f"requests {requests!r} is not a non-negative integer")
         if not isinstance(md.get("forgotten_ids"), str):
             raise _bad(source, "forgotten_ids is not encoded text")
@@ -156,7 +156,7 @@ class DeletionHistory:
         ids = _id_list(raw, source, "forgotten_ids")
         entries = meta.get("deletion_history")
         requests = meta.get("requests", (len(entries) if isinstance(entries, list) else 0) or (1 if ids else 0))
-        if not _is_int(requests, 0):
+        if not is_int(requests, 0):
             raise _bad(source, f"requests {requests!r} is not a non-negative integer")
         return cls(tuple(sorted(set(ids))), requests, _parents(meta.get("parents", []), source))
 
@@ -256,12 +256,8 @@ def decode_ids(text: str, count: int, source: str) -> tuple[int, ...]:
     return tuple(int(i) for i in np.cumsum(deltas))
 
 
-def _is_int(value: Any, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
 def _id_list(raw: Any, source: str, what: str) -> list[int]:
-    if not isinstance(raw, list) or not all(_is_int(i, 0) for i in raw):
+    if not isinstance(raw, list) or not all(is_int(i, 0) for i in raw):
         raise _bad(source, f"{what} is not a list of non-negative integer sample ids")
     if len(raw) > MAX_IDS:
         raise _bad(source, f"{what} lists more than {MAX_IDS:,} ids")

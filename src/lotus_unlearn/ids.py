@@ -18,7 +18,7 @@ from lotus_unlearn.checkpoint import read_meta, read_record
 from lotus_unlearn.data import DatasetBundle, load_dataset
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.history import CheckpointRecord
-from lotus_unlearn.utils import ids_sha256
+from lotus_unlearn.utils import ids_sha256, is_int
 
 
 def listing_command(checkpoint: str | Path) -> str:
@@ -48,12 +48,12 @@ def subset_of(
             )
         return subset.train_size, subset.seed
     size = train_size if train_size is not None else meta.get("train_size")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+    if size is not None and not is_int(size, 1):
         raise UserError(
             f"checkpoint {checkpoint}'s sidecar has train_size {size!r}, not a positive integer; pass --train-size"
         )
     seed = meta.get("seed") if meta.get("role") in ("original", "gold") else None
-    return size, seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else None
+    return size, seed if is_int(seed, 0) else None
 
 
 def check_dataset(checkpoint: str | Path, recorded: Any, dataset: str) -> None:

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lotus_unlearn.utils import is_number
+
 T = TypeVar("T")
 _OFF = ("0", "off", "false", "no")
 _override: ContextVar[str | None] = ContextVar("lotus_progress", default=None)
@@ -70,18 +72,14 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 
 def epoch_line(label: str, entry: dict[str, Any]) -> str:
     """`lotus epoch 3: loss 0.1234, forget acc 0.9800, 1.2 s` from one per-epoch log entry."""
-    parts = [f"{k.replace('_', ' ')} {v:.4f}" for k, v in entry.items() if k.endswith("loss") and _is_num(v)]
-    if _is_num(entry.get("acc_forget")):
+    parts = [f"{k.replace('_', ' ')} {v:.4f}" for k, v in entry.items() if k.endswith("loss") and is_number(v)]
+    if is_number(entry.get("acc_forget")):
         parts.append(f"forget acc {entry['acc_forget']:.4f}")
     if entry.get("stopped"):
         parts.append("stopped")
-    if _is_num(entry.get("seconds")):
+    if is_number(entry.get("seconds")):
         parts.append(f"{entry['seconds']:.1f} s")
     return f"{label} epoch {int(entry['epoch']) + 1}: {', '.join(parts)}"
-
-
-def _is_num(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class EpochLog(list):
@@ -93,5 +91,5 @@ class EpochLog(list):
 
     def append(self, entry: Any) -> None:
         super().append(entry)
-        if isinstance(entry, dict) and _is_num(entry.get("epoch")) and mode() == "lines":
+        if isinstance(entry, dict) and is_number(entry.get("epoch")) and mode() == "lines":
             print(epoch_line(self.label, entry), file=sys.stderr, flush=True)

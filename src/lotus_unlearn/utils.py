@@ -22,6 +22,22 @@ from lotus_unlearn._version import __version__
 from lotus_unlearn.errors import UserError
 
 
+def is_int(value: Any, minimum: int | None = None) -> bool:
+    """`value` is an int (a bool is not), at least `minimum` when given: the check for numbers read from files."""
+    return isinstance(value, int) and not isinstance(value, bool) and (minimum is None or value >= minimum)
+
+
+def is_number(value: Any) -> bool:
+    """`value` is an int or a float (a bool is not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters, for naming a bad value in a one-line error."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a torch generator seeded the same way for data order."""
     random.seed(seed)

@@ -26,7 +26,7 @@ import yaml
 from lotus_unlearn.data.registry import check_dataset
 from lotus_unlearn.errors import UserError
 from lotus_unlearn.models.registry import check_arguments, check_trusted, names_code
-from lotus_unlearn.utils import config_hash, resolve_device, sha256_file
+from lotus_unlearn.utils import config_hash, is_int, is_number, resolve_device, sha256_file, short_repr
 
 TOP_KEYS = {
     "name",
@@ -262,7 +262,7 @@ def _need(cond: bool, msg: str) -> None:
 def _as_dict(value: Any, what: str) -> dict[str, Any]:
     if value is None:
         return {}
-    _need(isinstance(value, dict), f"{what} must be a mapping of key: value, got {_short(value)}")
+    _need(isinstance(value, dict), f"{what} must be a mapping of key: value, got {short_repr(value)}")
     return dict(value)
 
 
@@ -270,22 +270,13 @@ def _as_list(value: Any, what: str, single: tuple[type, ...]) -> list[Any]:
     """A non-empty list, or one item of the `single` types standing for a list of one."""
     if isinstance(value, single) and not isinstance(value, bool):
         return [value]
-    _need(isinstance(value, list), f"{what} must be a list, got {_short(value)}")
+    _need(isinstance(value, list), f"{what} must be a list, got {short_repr(value)}")
     _need(bool(value), f"{what} is empty; list at least one")
     return list(value)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return is_number(value) and math.isfinite(value)
 
 
 EVAL_KEYS = {"n_boot": "a positive integer", "batch_size": "a positive integer or null", "amp": "true, false or null"}
@@ -298,12 +289,12 @@ def _check_eval(value: Any) -> dict[str, Any]:
     bad = sorted(set(e) - set(EVAL_KEYS))
     _need(not bad, f"unknown eval key(s) {', '.join(bad)}; accepted: {', '.join(EVAL_KEYS)}")
     ok = {
-        "n_boot": lambda v: _is_int(v) and v >= 1,
-        "batch_size": lambda v: v is None or (_is_int(v) and v >= 1),
+        "n_boot": lambda v: is_int(v) and v >= 1,
+        "batch_size": lambda v: v is None or (is_int(v) and v >= 1),
         "amp": lambda v: v is None or isinstance(v, bool),
     }
     for key, v in e.items():
-        _need(ok[key](v), f"eval {key} must be {EVAL_KEYS[key]}, got {_short(v)}")
+        _need(ok[key](v), f"eval {key} must be {EVAL_KEYS[key]}, got {short_repr(v)}")
     return e
 
 
@@ -314,7 +305,7 @@ def _check_name(raw: dict[str, Any], default: str) -> str:
     name = raw["name"]
     _need(
         isinstance(name, str) and NAME.fullmatch(name) is not None,
-        f"bench name {_short(name)} must be one folder name (letters, digits, . _ + -, not starting with . - + or "
+        f"bench name {short_repr(name)} must be one folder name (letters, digits, . _ + -, not starting with . - + or "
         "_); rename it",
     )
     return name
@@ -338,10 +329,10 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
     for d in datasets:
         check_dataset(d, data_args)  # an unknown name or loader option: one line, before any cell
     device = raw.get("device", "auto")
-    _need(isinstance(device, str), f"`device` must be a device name, got {_short(device)}")
+    _need(isinstance(device, str), f"`device` must be a device name, got {short_repr(device)}")
     resolve_device(device)
     data_root = raw.get("data_root")
-    _need(data_root is None or isinstance(data_root, str), f"`data_root` must be a folder, got {_short(data_root)}")
+    _need(data_root is None or isinstance(data_root, str), f"`data_root` must be a folder, got {short_repr(data_root)}")
 
     trust_code = raw.get("trust_code", False)
     _need(isinstance(trust_code, bool), f"`trust_code` must be true or false, got {trust_code!r}")
@@ -394,21 +385,22 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
             "(a number of samples)",
         )
         _need(
-            first is None or (isinstance(first, int) and not isinstance(first, bool) and first >= 1),
+            first is None or is_int(first, 1),
             f"forget first must be a whole number of samples >= 1, got {first!r}",
         )
         if fraction is not None:
             _need(
-                _is_number(fraction) and 0 < fraction < 1, f"forget fraction must be in (0, 1), got {_short(fraction)}"
+                _is_number(fraction) and 0 < fraction < 1,
+                f"forget fraction must be in (0, 1), got {short_repr(fraction)}",
             )
         if classes is not None:
             classes = _as_list(classes, "forget classes", (str, int))
             _need(
-                all(isinstance(c, str) or (_is_int(c) and c >= 0) for c in classes),
-                f"forget classes must be class names or indices, got {_short(classes)}",
+                all(isinstance(c, str) or (is_int(c) and c >= 0) for c in classes),
+                f"forget classes must be class names or indices, got {short_repr(classes)}",
             )
         mode = f.get("mode", "random")
-        _need(mode in SPLIT_MODES, f"forget mode {_short(mode)} is unknown; accepted: {', '.join(SPLIT_MODES)}")
+        _need(mode in SPLIT_MODES, f"forget mode {short_repr(mode)} is unknown; accepted: {', '.join(SPLIT_MODES)}")
         hp = {k: _as_dict(v, f"forget hparams.{k}") for k, v in _as_dict(f.get("hparams"), "`hparams`").items()}
         forgets.append(
             Forget(
@@ -424,13 +416,13 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
     _need(bool(methods), "`methods` must name at least one method")
     sweeps = []
     raw_sweeps = raw.get("sweeps") or []
-    _need(isinstance(raw_sweeps, list), f"`sweeps` must be a list, got {_short(raw_sweeps)}")
+    _need(isinstance(raw_sweeps, list), f"`sweeps` must be a list, got {short_repr(raw_sweeps)}")
     for s in raw_sweeps:
         s = _as_dict(s, "a `sweeps` entry")
         _need(set(s) == {"method", "param", "values"}, "each `sweeps` entry needs exactly method, param and values")
         _need(isinstance(s["method"], str) and isinstance(s["param"], str), "a sweep's method and param are names")
         values = _as_list(s["values"], "a sweep's values", (int, float))
-        _need(all(_is_number(v) for v in values), f"a sweep's values must be numbers, got {_short(values)}")
+        _need(all(_is_number(v) for v in values), f"a sweep's values must be numbers, got {short_repr(values)}")
         sweeps.append({"method": s["method"], "param": s["param"], "values": values})
     for m in models:
         for f in forgets:
@@ -447,8 +439,8 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
 
     seeds = _as_list(raw.get("seeds", list(DEFAULT_SEEDS)), "`seeds`", (int,))
     _need(
-        all(_is_int(s) and 0 <= s < 2**32 for s in seeds),
-        f"`seeds` must be integers in [0, 2^32 - 1], got {_short(seeds)}",
+        all(is_int(s) and 0 <= s < 2**32 for s in seeds),
+        f"`seeds` must be integers in [0, 2^32 - 1], got {short_repr(seeds)}",
     )
     _need(len(set(seeds)) == len(seeds), "`seeds` lists a seed twice")
     gold = raw.get("gold", "train")
@@ -459,7 +451,7 @@ def parse_config(raw: dict[str, Any], *, name: str = "bench", path: str | None =
     )
     train_size = raw.get("train_size")
     _need(
-        train_size is None or (_is_int(train_size) and train_size > 0),
+        train_size is None or (is_int(train_size) and train_size > 0),
         "`train_size` must be a positive integer",
     )
     return BenchConfig(

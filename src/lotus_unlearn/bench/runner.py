@@ -26,7 +26,7 @@ from typing import Any
 from lotus_unlearn.bench.config import BenchConfig, Group, Model, Variant, parse_config
 from lotus_unlearn.bench.store import JSONStore, SQLiteStore, open_store
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.utils import config_hash
+from lotus_unlearn.utils import config_hash, is_number
 
 Printer = Callable[[str], None]
 TUNED = "tuned"  # the method name of a row made by `lu.tune` (hparams: its arguments); its search table is kept
@@ -418,9 +418,7 @@ class GroupContext:
                 selection = result.selection
         t0 = time.perf_counter()
         report = self.evaluate(model)
-        metrics = {
-            k: float(val) for k, val in report.items() if isinstance(val, (int, float)) and not isinstance(val, bool)
-        }
+        metrics = {k: float(val) for k, val in report.items() if is_number(val)}
         diag = report["diagnostics"]
         for k in ("jsd_reference_compat_x1e4", "rf_jsd_reference_compat_x1e4"):
             if diag.get(k) is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.utils import _json_default, write_json_atomic
+from lotus_unlearn.utils import _json_default, is_number, write_json_atomic
 
 COLUMNS = (
     "cell_id",
@@ -61,24 +61,20 @@ def _loads(text: Any) -> Any:
 IDENTITY = {"cell_id": str, "benchmark": str, "method": str, "seed": int}  # what the tables group and sort by
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def usable(row: Any) -> bool:
     """Whether a stored row is whole: its identity well-typed, a known status, and for an ok row a mapping of
     metric names to numbers (or null). Rows edited by hand or by another tool may not be."""
     if not isinstance(row, dict) or not all(isinstance(row.get(k), t) for k, t in IDENTITY.items()):
         return False
-    if not _number(row.get("finished") or 0) or row.get("status") not in ("ok", "failed"):
+    if not is_number(row.get("finished") or 0) or row.get("status") not in ("ok", "failed"):
         return False
     if not all(isinstance(row.get(k) or {}, dict) for k in ("diagnostics", "hparams", "config")):
         return False
-    if not (row.get("variant") is None or isinstance(row["variant"], str)) or not _number(row.get("seconds") or 0):
+    if not (row.get("variant") is None or isinstance(row["variant"], str)) or not is_number(row.get("seconds") or 0):
         return False
     metrics = row.get("metrics")
     return row["status"] == "failed" or (
-        isinstance(metrics, dict) and all(v is None or _number(v) for v in metrics.values())
+        isinstance(metrics, dict) and all(v is None or is_number(v) for v in metrics.values())
     )
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from lotus_unlearn.data.base import TensorData
 from lotus_unlearn.errors import UserError
-from lotus_unlearn.utils import ids_sha256, write_json_atomic
+from lotus_unlearn.utils import ids_sha256, is_int, write_json_atomic
 
 
 @dataclass
@@ -169,7 +169,7 @@ def load_split(path: str | Path) -> Split:
     try:
         raw = json.loads(Path(path).read_text())
         ids = raw["forget_ids"]
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        if not isinstance(ids, list) or not all(is_int(i) for i in ids):
             raise TypeError("forget_ids is not a list of integer sample ids")
         split = Split(list(ids), raw["kind"], list(raw.get("classes", [])), raw.get("description", ""))
     except (OSError, ValueError, KeyError, TypeError) as exc:
