@@ -3,6 +3,7 @@ inside PyTorch (docs/reliability.md). Used by `Method.unlearn`, `train_model` an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,21 +23,30 @@ def check_module(model: Any, what: str = "model") -> nn.Module:
     return model
 
 
-def check_fits(model: nn.Module, data: Dataset, what: str, amp: bool | None = False) -> None:
-    """One forward pass on (up to) two samples of `data`, in eval mode without gradients and in the precision the
-    work will use (`amp`, as `utils.autocast`): the model must take the inputs and give one output per class, at
-    least as many as `data`'s labels need."""
+def probe(model: nn.Module, x: torch.Tensor, error: Callable[[Exception], UserError], amp: bool | None = False) -> Any:
+    """`model(x)` in eval mode without gradients, on the model's device and in the precision `amp` (as
+    `utils.autocast`); the model's mode is restored. A failure (a shape error from deep inside the model) raises
+    `error(exc)`."""
     first = next(iter(model.parameters()), None)
-    x = first_inputs(data, what)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), autocast(first.device if first is not None else torch.device("cpu"), amp):
-            out = model(x.to(first.device) if first is not None else x)
+            return model(x.to(first.device) if first is not None else x)
     except Exception as exc:  # shape errors surface as RuntimeError (or ValueError) from deep inside the model
-        raise input_error(exc, "the model", f"the {what}'s inputs of shape {tuple(x.shape[1:])}") from exc
+        raise error(exc) from exc
     finally:
         model.train(was_training)
+
+
+def check_fits(model: nn.Module, data: Dataset, what: str, amp: bool | None = False) -> None:
+    """One forward pass on (up to) two samples of `data`, in eval mode without gradients and in the precision the
+    work will use (`amp`, as `utils.autocast`): the model must take the inputs and give one output per class, at
+    least as many as `data`'s labels need."""
+    x = first_inputs(data, what)
+    out = probe(
+        model, x, lambda exc: input_error(exc, "the model", f"the {what}'s inputs of shape {tuple(x.shape[1:])}"), amp
+    )
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise UserError(f"the model must return (batch, classes) logits; on the {what} it returned {shape}")
@@ -60,7 +70,7 @@ def first_inputs(data: Dataset, what: str, n: int = 2) -> torch.Tensor:
         return torch.stack([torch.as_tensor(item[0]) for item in items])
     except Exception as exc:  # indexing, conversion or stacking failed: not a dataset of (x, y) pairs
         raise UserError(
-            f"the {what} must be a Dataset (or DataLoader) of (x, y) pairs of tensors ({_first_line(exc)})"
+            f"the {what} must be a Dataset (or DataLoader) of (x, y) pairs of tensors ({first_line(exc)})"
         ) from exc
 
 
@@ -99,7 +109,7 @@ def check_unlearn_inputs(model: Any, forget: Any, retain: Any, val: Any, amp: bo
 
 def input_error(exc: BaseException, model: str, inputs: str) -> UserError:
     """The one line for a model that fails on the `inputs` it is given (a shape error from deep inside it)."""
-    return UserError(f"{model} cannot take {inputs} ({_first_line(exc)}); pass data shaped as it was trained on")
+    return UserError(f"{model} cannot take {inputs} ({first_line(exc)}); pass data shaped as it was trained on")
 
 
 def _labels(data: Dataset) -> torch.Tensor | None:
@@ -113,6 +123,7 @@ def _ids(data: Dataset) -> np.ndarray | None:
     return ids.numpy() if isinstance(ids, torch.Tensor) and ids.ndim == 1 else None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

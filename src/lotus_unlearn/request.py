@@ -23,6 +23,7 @@ import torch.nn as nn
 from lotus_unlearn.data import DatasetBundle, Split
 from lotus_unlearn.errors import LotusWarning, UserError
 from lotus_unlearn.history import CheckpointRecord, DeletionHistory, TrainSubset
+from lotus_unlearn.inputs import first_line, probe
 from lotus_unlearn.methods import UnlearnResult
 from lotus_unlearn.pipeline import Experiment, ForgetRequest
 
@@ -64,19 +65,14 @@ def same_name(a: str, b: str) -> bool:
 def check_fits(net: nn.Module, bundle: DatasetBundle, label: str) -> None:
     """One forward pass on two test images: the model must accept the dataset's inputs and give one logit a class."""
     x = bundle.test.normalized(torch.arange(min(2, len(bundle.test))))
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            out = net(x)
-    except Exception as exc:  # shape errors surface as RuntimeError (or ValueError) from deep inside the model
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"{label} does not accept {bundle.name} images of shape {tuple(x.shape[1:])} ({first}); "
+
+    def error(exc: Exception) -> UserError:
+        return UserError(
+            f"{label} does not accept {bundle.name} images of shape {tuple(x.shape[1:])} ({first_line(exc)}); "
             "pass the --dataset it was trained on"
-        ) from exc
-    finally:
-        net.train(was_training)
+        )
+
+    out = probe(net, x, error)
     if out.ndim != 2 or out.shape[1] != bundle.num_classes:
         raise UserError(
             f"{label} predicts {out.shape[-1]} classes but {bundle.name} has {bundle.num_classes}; "
