@@ -146,7 +146,6 @@ def experiment(
     checkpoint's record with the training subset loaded, data_args)."""
     from lotus_unlearn.checkpoint import read_meta, read_record
     from lotus_unlearn.ids import check_dataset, listing_command, subset_of, verify_subset
-    from lotus_unlearn.outputs import verify_checkpoint_folder
     from lotus_unlearn.pipeline import prepare
 
     if isinstance(dataset, DatasetBundle):
@@ -161,8 +160,7 @@ def experiment(
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise UserError(f"checkpoint {checkpoint} does not exist; pass the path of a .safetensors or .pt file")
-        verify_checkpoint_folder(checkpoint)
-        record, meta = read_record(checkpoint), read_meta(checkpoint)
+        record, meta = read_record(checkpoint), read_meta(checkpoint)  # read_record checks the folder's manifest
         check_dataset(checkpoint, record.train_subset.dataset if record.train_subset else meta.get("dataset"), dataset)
         size, subset_seed = subset_of(checkpoint, record, meta, train_size)
         if isinstance(request, ForgetRequest):
